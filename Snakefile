@@ -1,0 +1,41 @@
+# mskseg: musculoskeletal image segmentation workflow (knee MRI, hip CT).
+# The rules say what is made from what; the package under src/mskseg says how.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/qc.smk"
+include: "rules/splits.smk"
+include: "rules/preprocess.smk"
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True
+
+
+rule data:
+    input:
+        data_targets,
+
+
+rule qc:
+    input:
+        qc_targets,
+
+
+rule splits:
+    input:
+        split_targets,
+
+
+rule preprocess:
+    input:
+        preprocess_targets,

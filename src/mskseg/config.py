@@ -1,0 +1,180 @@
+"""Reading the workflow configuration: scale overlays, dataset sources, per-stage settings.
+
+Snakemake validates the config against ``schemas/config.schema.yaml``; the checks here are the
+ones a schema cannot state (names that must refer to declared labels, a synthetic dataset's
+labels matching its phantom). Errors name the config key.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mskseg.io.layouts import LAYOUTS, scan_layout
+from mskseg.io.manifest import add_covariates, normalise_manifest, read_manifest
+from mskseg.paths import entity_path
+from mskseg.qc import QCSettings
+
+SOURCE_KINDS = ("synthetic", "manifest", "layout")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay`` merged in, mappings recursively, everything else replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_scale(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``scales[scale]`` onto the config.
+
+    A scale never replaces a dataset's real data: where a dataset's source is a manifest or a
+    layout and the overlay brings another kind of source, the overlay's source is ignored.
+    """
+    scale = config.get("scale", "demo")
+    scales = config.get("scales", {}) or {}
+    if scale not in scales and scale != "demo":
+        raise ConfigError(f"scale: {scale!r} is not defined under 'scales' (defined: {', '.join(scales) or 'none'})")
+    overlay = copy.deepcopy(scales.get(scale, {}) or {})
+    for name, ds_overlay in (overlay.get("datasets") or {}).items():
+        base_ds = (config.get("datasets") or {}).get(name)
+        if base_ds is None:
+            continue
+        new_src, old_src = ds_overlay.get("source"), base_ds.get("source")
+        if isinstance(new_src, Mapping) and isinstance(old_src, Mapping) and set(new_src) != set(old_src):
+            del ds_overlay["source"]
+    overlay.setdefault("datasets", {})
+    overlay["datasets"] = {k: v for k, v in overlay["datasets"].items() if k in (config.get("datasets") or {})}
+    return deep_merge(config, overlay)
+
+
+def source_kind(dataset: Mapping[str, Any]) -> str:
+    (kind,) = dataset["source"].keys()
+    return kind
+
+
+def synthetic_subject_ids(dataset: Mapping[str, Any]) -> list[str]:
+    spec = dataset["source"]["synthetic"]
+    return [f"{spec['kind']}{i:03d}" for i in range(int(spec.get("n_subjects", 8)))]
+
+
+def synthetic_patient(dataset: Mapping[str, Any], index: int) -> str:
+    spec = dataset["source"]["synthetic"]
+    return f"{spec['kind']}p{index // int(spec.get('patients', 1)):03d}"
+
+
+def synthetic_manifest(name: str, dataset: Mapping[str, Any], root: str = "results") -> pd.DataFrame:
+    """The manifest of a synthetic dataset (paths of the files the generator rule writes)."""
+    spec = dataset["source"]["synthetic"]
+    rows = []
+    for i, subject in enumerate(synthetic_subject_ids(dataset)):
+        rows.append({
+            "subject": subject,
+            "patient": synthetic_patient(dataset, i),
+            "timepoint": i % int(spec.get("patients", 1)),
+            "image": entity_path("synthetic", name, "image.nii.gz", subject=subject, root=root),
+            "label": entity_path("synthetic", name, "mask.nii.gz", subject=subject, root=root),
+            "label_poor": entity_path("synthetic", name, "poormask.nii.gz", subject=subject, root=root)
+            if spec.get("poor_labels") else "",
+        })
+    return normalise_manifest(pd.DataFrame(rows), None, f"datasets.{name} (synthetic)")
+
+
+def dataset_manifest(name: str, dataset: Mapping[str, Any], root: str = "results") -> pd.DataFrame:
+    """The manifest of any dataset, as known when the workflow is parsed."""
+    kind = source_kind(dataset)
+    src = dataset["source"][kind]
+    if kind == "synthetic":
+        return synthetic_manifest(name, dataset, root)
+    frame = read_manifest(src["path"]) if kind == "manifest" else scan_layout(src["name"], src["path"])
+    if src.get("covariates"):
+        frame = add_covariates(frame, src["covariates"])
+    return frame
+
+
+def mask_geometry(dataset: Mapping[str, Any]) -> str:
+    if "mask_geometry" in dataset:
+        return str(dataset["mask_geometry"])
+    if source_kind(dataset) == "layout":
+        return LAYOUTS[dataset["source"]["layout"]["name"]].mask_geometry
+    return "check"
+
+
+def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
+    """Cross-field checks the schema cannot express; raises :class:`ConfigError` naming the key."""
+    key = f"datasets.{name}"
+    labels = dataset["labels"]
+    values = list(labels.values())
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ConfigError(f"{key}.labels: label value(s) {dup} used by more than one structure")
+
+    def known(field: str, names: list[str]) -> None:
+        unknown = [n for n in names if n not in labels]
+        if unknown:
+            raise ConfigError(f"{key}.{field}: {unknown} not among the declared labels {list(labels)}")
+
+    known("bones", list(dataset.get("bones", [])))
+    known("cartilage", list(dataset.get("cartilage", [])))
+    known("expected_structures", list(dataset.get("expected_structures", [])))
+    known("preprocess.crop.structures", list(dataset.get("preprocess", {}).get("crop", {}).get("structures", [])))
+    for pair in dataset.get("symmetric_pairs", []):
+        known("symmetric_pairs", list(pair))
+    if source_kind(dataset) == "synthetic":
+        from mskseg.synthetic import LABELS  # imported here: only synthetic datasets need it
+
+        kind = dataset["source"]["synthetic"]["kind"]
+        if dict(labels) != LABELS[kind]:
+            raise ConfigError(f"{key}.labels: the synthetic {kind} phantom writes {LABELS[kind]}, "
+                              f"the config declares {dict(labels)}")
+    split = dataset.get("split", {})
+    if split.get("method") == "fixed" and not split.get("file"):
+        raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
+    if split.get("stratify") and source_kind(dataset) == "synthetic":
+        raise ConfigError(f"{key}.split.stratify: synthetic datasets have no column to stratify by")
+
+
+def qc_settings(dataset: Mapping[str, Any], qc: Mapping[str, Any]) -> QCSettings:
+    tol = qc.get("tolerance", {})
+    return QCSettings(
+        labels=dict(dataset["labels"]),
+        expected=tuple(dataset.get("expected_structures", ())),
+        mask_geometry=mask_geometry(dataset),
+        spacing_range_mm=tuple(qc.get("spacing_range_mm", (0.05, 10.0))),  # type: ignore[arg-type]
+        spacing_tol_mm=float(tol.get("spacing_mm", 1e-3)),
+        origin_tol_mm=float(tol.get("origin_mm", 1e-2)),
+        direction_tol=float(tol.get("direction", 1e-3)),
+    )
+
+
+def preprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :class:`mskseg.preprocess.PreprocessSettings` for a dataset."""
+    pre = dataset.get("preprocess", {})
+    crop = pre.get("crop", {})
+    return {
+        "orientation": pre.get("orientation", "LPS"),
+        "spacing": tuple(pre["spacing"]) if pre.get("spacing") else None,
+        "image_interpolator": pre.get("image_interpolator", "linear"),
+        "mask_interpolator": pre.get("mask_interpolator", "nearest"),
+        "modality": dataset["modality"],
+        "clip_percentiles": tuple(pre.get("clip_percentiles", (0.5, 99.5))),
+        "crop_labels": tuple(int(dataset["labels"][s]) for s in crop.get("structures", [])),
+        "crop_margin_mm": float(crop.get("margin_mm", 10.0)),
+    }
+
+
+def resolve_path(value: str, workdir: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else workdir / p

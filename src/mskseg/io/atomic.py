@@ -1,0 +1,48 @@
+"""Write files so that a reader never sees half of one.
+
+Every writer in :mod:`mskseg` goes through :func:`atomic_path`: the data are written to a
+temporary name in the destination folder and moved into place with :func:`os.replace`
+once complete. A failure leaves the destination as it was and removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+#: file endings made of two parts, kept whole on temporary names (the writers pick the
+#: format from the ending)
+_DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz", ".seg.nrrd")
+
+
+def split_suffix(path: Path) -> tuple[str, str]:
+    """``(stem, suffix)`` of a file name, keeping double suffixes such as ``.nii.gz`` whole."""
+    name = path.name
+    for double in _DOUBLE_SUFFIXES:
+        if name.lower().endswith(double):
+            return name[: -len(double)], name[-len(double) :]
+    return path.stem, path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` with the same ending; move it into place on success."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = split_suffix(final)
+    tmp = final.with_name(f".tmp-{secrets.token_hex(4)}-{stem}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,194 @@
+"""Quality control of one subject's image and mask.
+
+Each check gives a :class:`QCRecord` (subject, check, status, detail). Status is ``pass``,
+``fail``, ``fixed`` (a known defect repaired in memory, e.g. an OAI-ZIB mask re-headered
+from its image; the subject passes) or ``skipped`` (a check that could not run because an
+earlier one failed). A subject passes when no record is ``fail``.
+Checks, in order: ``image_read``, ``image_spacing``, ``image_intensity``, ``label_read``,
+``geometry``, ``label_values``, ``structures_present``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mskseg.io.pairs import GeometryError, apply_mask_geometry
+from mskseg.io.volumes import VolumeReadError, read_volume
+from mskseg.volume import DIRECTION_TOL, ORIGIN_TOL_MM, SPACING_TOL_MM, Volume
+
+CHECKS = ("image_read", "image_spacing", "image_intensity", "label_read", "geometry",
+          "label_values", "structures_present")
+STATUSES = ("pass", "fail", "fixed", "skipped")
+COLUMNS = ("subject", "check", "status", "detail")
+
+
+@dataclass(frozen=True)
+class QCRecord:
+    subject: str
+    check: str
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class QCSettings:
+    """What a dataset declares: its labels (name -> value), the structures every mask must hold."""
+
+    labels: Mapping[str, int]
+    expected: Sequence[str] = ()
+    mask_geometry: str = "check"
+    spacing_range_mm: tuple[float, float] = (0.05, 10.0)
+    spacing_tol_mm: float = SPACING_TOL_MM
+    origin_tol_mm: float = ORIGIN_TOL_MM
+    direction_tol: float = DIRECTION_TOL
+    expected_values: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.expected if name not in self.labels]
+        if unknown:
+            raise ValueError(f"expected structures {unknown} are not declared labels {list(self.labels)}")
+        names = self.expected or tuple(self.labels)
+        object.__setattr__(self, "expected_values", tuple(int(self.labels[n]) for n in names))
+
+
+def check_subject(subject: str, image_path: str | Path, label_path: str | Path | None,
+                  settings: QCSettings) -> tuple[list[QCRecord], Volume | None, Volume | None]:
+    """Run every check; returns the records and the image and (re-headered) mask if they read."""
+    records: list[QCRecord] = []
+
+    def add(check: str, status: str, detail: str = "") -> None:
+        records.append(QCRecord(subject, check, status, detail))
+
+    def skip_rest(after: str, why: str) -> None:
+        for check in CHECKS[CHECKS.index(after) + 1:]:
+            if not any(r.check == check for r in records):
+                add(check, "skipped", why)
+
+    try:
+        image = read_volume(image_path)
+    except VolumeReadError as err:
+        add("image_read", "fail", str(err))
+        skip_rest("image_read", "image unreadable")
+        return records, None, None
+    add("image_read", "pass", f"{image.shape} {image.array.dtype}")
+    add("image_spacing", *_check_spacing(image, settings.spacing_range_mm))
+    add("image_intensity", *_check_intensity(image))
+
+    if not label_path:
+        for check in CHECKS[CHECKS.index("label_read"):]:
+            add(check, "skipped", "no label given")
+        return records, image, None
+    try:
+        mask = read_volume(label_path)
+    except VolumeReadError as err:
+        add("label_read", "fail", str(err))
+        skip_rest("label_read", "label unreadable")
+        return records, image, None
+    add("label_read", "pass", f"{mask.shape} {mask.array.dtype}")
+
+    try:
+        fixed, fix = apply_mask_geometry(image, mask, settings.mask_geometry)
+    except GeometryError as err:
+        add("geometry", "fail", f"{label_path}: {err}")
+        skip_rest("geometry", "mask not on the image grid")
+        return records, image, None
+    mismatches = fixed.geometry_mismatches(image, settings.spacing_tol_mm, settings.origin_tol_mm,
+                                           settings.direction_tol)
+    if mismatches:
+        add("geometry", "fail", f"{label_path} vs image: " + "; ".join(mismatches))
+        skip_rest("geometry", "mask not on the image grid")
+        return records, image, None
+    if fix.changed:
+        add("geometry", "fixed", "mask re-headered from its image (was: " + "; ".join(fix.changes) + ")")
+    else:
+        add("geometry", "pass")
+    add("label_values", *_check_label_values(fixed.array, settings.labels))
+    add("structures_present", *_check_structures(fixed.array, settings))
+    return records, image, fixed
+
+
+def _check_spacing(image: Volume, limits: tuple[float, float]) -> tuple[str, str]:
+    s = np.asarray(image.spacing)
+    text = "(" + ", ".join(f"{v:.4g}" for v in s) + ") mm"
+    if not np.all(np.isfinite(s)) or np.any(s < limits[0]) or np.any(s > limits[1]):
+        return "fail", f"spacing {text} outside [{limits[0]}, {limits[1]}] mm"
+    return "pass", text
+
+
+def _check_intensity(image: Volume) -> tuple[str, str]:
+    a = image.array
+    if np.issubdtype(a.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        if bad:
+            return "fail", f"{bad} voxels are NaN or infinite"
+    lo, hi = a.min(), a.max()
+    if lo == hi:
+        return "fail", f"image is constant ({lo})"
+    return "pass", f"range [{lo:.6g}, {hi:.6g}]"
+
+
+def _label_counts(array: np.ndarray) -> dict[int, int] | str:
+    """Voxel count per label value, or a string saying why the array is no label map."""
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            return "mask holds NaN or infinite values"
+        if not np.array_equal(array, np.round(array)):
+            return "mask holds non-integer values"
+    ints = array.astype(np.int64, copy=False)
+    lo = int(ints.min())
+    if lo < 0:
+        return f"mask holds negative values (min {lo})"
+    counts = np.bincount(ints.ravel())
+    return {int(v): int(c) for v, c in enumerate(counts) if c}
+
+
+def _check_label_values(array: np.ndarray, labels: Mapping[str, int]) -> tuple[str, str]:
+    counts = _label_counts(array)
+    if isinstance(counts, str):
+        return "fail", counts
+    declared = {0, *map(int, labels.values())}
+    unknown = {v: c for v, c in counts.items() if v not in declared}
+    if unknown:
+        listed = ", ".join(f"{v} ({c} voxels)" for v, c in sorted(unknown.items())[:10])
+        return "fail", f"undeclared label value(s) {listed}; declared: {sorted(declared)}"
+    return "pass", ", ".join(f"{v}:{c}" for v, c in sorted(counts.items()))
+
+
+def _check_structures(array: np.ndarray, settings: QCSettings) -> tuple[str, str]:
+    counts = _label_counts(array)
+    if isinstance(counts, str):
+        return "skipped", counts
+    by_value = {int(v): n for n, v in settings.labels.items()}
+    empty = [f"{by_value[v]} ({v})" for v in settings.expected_values if counts.get(v, 0) == 0]
+    if empty:
+        return "fail", "empty structure(s): " + ", ".join(empty)
+    return "pass", f"{len(settings.expected_values)} structures present"
+
+
+def records_frame(records: Sequence[QCRecord]) -> pd.DataFrame:
+    return pd.DataFrame([(r.subject, r.check, r.status, r.detail) for r in records], columns=list(COLUMNS))
+
+
+def summarise(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per manifest subject: the manifest columns plus ``qc_passed``, ``qc_failures``,
+    ``qc_fixes`` and ``has_label`` (a label path is given). A subject with no QC record at all fails (never vanishes)."""
+    rows = []
+    for subject in manifest["subject"]:
+        rec = table[table["subject"] == subject]
+        fails = rec[rec["status"] == "fail"]
+        fixes = rec[rec["status"] == "fixed"]
+        rows.append({
+            "subject": subject,
+            "qc_passed": bool(len(rec)) and fails.empty,
+            "qc_failures": "; ".join(f"{c}: {d}" for c, d in zip(fails["check"], fails["detail"]))
+            if len(rec) else "no QC record",
+            "qc_fixes": "; ".join(fixes["check"]),
+        })
+    out = manifest.merge(pd.DataFrame(rows), on="subject", how="left")
+    out["has_label"] = out["label"].fillna("").astype(str) != ""
+    return out

@@ -1,0 +1,37 @@
+"""Rule synthesize_subject: one synthetic phantom subject with its ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import _bootstrap  # noqa: F401
+
+from mskseg.io import write_text, write_volume
+from mskseg.io.tables import write_table
+from mskseg.logs import setup_logging
+from mskseg.synthetic import generate_subject
+
+
+def main(*, spec: dict[str, Any], index: int, image: Path, mask: Path, poor_mask: Path,
+         landmarks: Path, params: Path, log: Path | None = None) -> None:
+    logger = setup_logging(log, "synthesize_subject")
+    shape = tuple(spec["shape"]) if spec.get("shape") else None
+    spacing = tuple(spec["spacing"]) if spec.get("spacing") else None
+    logger.info("generating %s subject %d (seed %s, shape %s, spacing %s)", spec["kind"], index,
+                spec.get("seed", 0), shape or "default", spacing or "default")
+    subject = generate_subject(spec["kind"], index, seed=int(spec.get("seed", 0)), shape=shape,
+                               spacing=spacing, n_landmarks=int(spec.get("n_landmarks", 200)),
+                               poor_labels=True)
+    write_volume(subject.image, image)
+    write_volume(subject.mask, mask)
+    write_volume(subject.poor_mask, poor_mask)
+    write_table(subject.landmarks, landmarks)
+    write_text(params, json.dumps(subject.params, indent=2, sort_keys=True))
+    logger.info("wrote %s: shape %s, spacing %s mm", image, subject.image.shape, subject.image.spacing)
+
+
+if __name__ == "__main__":
+    main(spec=snakemake.params.spec, index=snakemake.params.index, **dict(snakemake.output.items()),  # noqa: F821
+         log=snakemake.log[0])  # noqa: F821
