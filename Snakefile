@@ -17,7 +17,10 @@ include: "rules/preprocess.smk"
 
 rule all:
     input:
-        all_targets,
+        data_targets,
+        qc_targets,
+        split_targets,
+        preprocess_targets,
     default_target: True
 
 

@@ -19,6 +19,7 @@ for _name, _ds in config["datasets"].items():
 DATASETS = list(config["datasets"])
 MANIFESTS = {name: mskcfg.dataset_manifest(name, ds) for name, ds in config["datasets"].items()}
 SYNTHETIC = [name for name, ds in config["datasets"].items() if mskcfg.source_kind(ds) == "synthetic"]
+SYNTHETIC_PATTERN = "|".join(SYNTHETIC) or "(?!)"  # (?!) never matches: no synthetic dataset
 
 
 wildcard_constraints:
@@ -61,6 +62,8 @@ def synthetic_mem_mb(wildcards, attempt):
 
 
 def synthetic_outputs(wildcards):
+    if wildcards.dataset not in SYNTHETIC:
+        return []
     return [entity_path("synthetic", wildcards.dataset, "image.nii.gz", subject=s)
             for s in MANIFESTS[wildcards.dataset]["subject"]]
 
@@ -141,9 +144,6 @@ def preprocess_targets(wildcards):
                           subject=passed_subjects(d), kind=["image.nii.gz", "mask.nii.gz", "preprocess.json"])
     return targets
 
-
-def all_targets(wildcards):
-    return data_targets(wildcards) + qc_targets(wildcards) + split_targets(wildcards) + preprocess_targets(wildcards)
 
 
 # ---- splits ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 rule synthesize_subject:
     """One synthetic subject: image, accurate and degraded masks, true landmarks, parameters."""
+    wildcard_constraints:
+        dataset=SYNTHETIC_PATTERN,
     output:
         image=out("synthetic", "image.nii.gz", subject="{subject}"),
         mask=out("synthetic", "mask.nii.gz", subject="{subject}"),

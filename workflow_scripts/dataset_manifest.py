@@ -1,7 +1,5 @@
 """Rule dataset_manifest: the dataset's manifest as the workflow reads it."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Rule make_splits: patient-level splits of the subjects that passed QC (and have labels)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

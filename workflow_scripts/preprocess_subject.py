@@ -1,7 +1,5 @@
 """Rule preprocess_subject: reorient, resample, normalise and crop one subject's image and mask."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any

@@ -1,7 +1,5 @@
 """Rule qc_subject: run every quality check on one subject and record the outcome."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import _bootstrap  # noqa: F401

@@ -1,7 +1,5 @@
 """Checkpoint qc_summary: gather the per-subject QC records into the QC table and the subject list."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import _bootstrap  # noqa: F401

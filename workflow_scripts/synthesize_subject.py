@@ -1,7 +1,5 @@
 """Rule synthesize_subject: one synthetic phantom subject with its ground truth."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any

@@ -1,0 +1,153 @@
+"""Deterministic synthetic subjects (image, labels, landmarks) with known ground truth.
+
+A subject is a pure function of ``(kind, index, seed)`` for its anatomy and appearance,
+and of the grid (``shape``, ``spacing``) for the sampled image: the random streams are
+children of ``numpy.random.SeedSequence([seed, index, kind_code])`` (anatomy, appearance,
+image noise, label degradation), so the same subject at two resolutions is the same
+anatomy. Grids are centred on world (0, 0, 0), the anatomy's centre before its small
+random pose, in the ITK/LPS frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mskseg.synthetic import hip, knee
+from mskseg.synthetic.degrade import degrade_labels
+from mskseg.synthetic.landmarks import compute_landmarks
+from mskseg.synthetic.render import centred_origin, render
+from mskseg.volume import Volume
+
+KINDS = ("knee", "hip")
+LABELS = {"knee": dict(knee.LABELS), "hip": dict(hip.LABELS)}
+LANDMARK_STRUCTURES = {"knee": knee.LANDMARK_STRUCTURES, "hip": hip.LANDMARK_STRUCTURES}
+KIND_CODES = {"knee": 1, "hip": 2}
+_MODULES = {"knee": knee, "hip": hip}
+_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel}
+#: label-degradation settings per kind (see :func:`mskseg.synthetic.degrade.degrade_labels`)
+DEGRADE = {
+    "knee": {"dilate_vox": (0.5, 1.0), "noise_vox": 0.5, "gap_mm": 1.4, "n_drop": (1, 3)},
+    "hip": {"dilate_vox": (0.6, 1.1), "noise_vox": 0.5, "gap_mm": 4.0, "n_drop": (2, 4)},
+}
+
+
+@dataclass
+class SyntheticSubject:
+    """One synthetic subject.
+
+    Attributes
+    ----------
+    image
+        ``float32``; knee: MR-like arbitrary units (about 0..1000), hip: Hounsfield units.
+    mask
+        ``uint8`` labels per ``LABELS[kind]``, same geometry as ``image``.
+    poor_mask
+        Degraded labels (dilated, noisy, gaps closed, dropped slices), or ``None``.
+    landmarks
+        Columns ``structure``, ``index``, ``x``, ``y``, ``z`` (world mm, ITK/LPS).
+    params
+        JSON-serialisable parameters: ``kind``, ``index``, ``seed``, ``anatomy`` (mm,
+        degrees), ``appearance`` and, with poor labels, ``degrade``.
+    """
+
+    image: Volume
+    mask: Volume
+    poor_mask: Volume | None
+    landmarks: pd.DataFrame
+    params: dict
+
+
+def subject_streams(kind: str, index: int, seed: int) -> list[np.random.SeedSequence]:
+    """The four child seed sequences (anatomy, appearance, noise, degradation) of a subject."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    if int(index) < 0 or int(seed) < 0:
+        raise ValueError("index and seed must be non-negative integers")
+    return np.random.SeedSequence([int(seed), int(index), KIND_CODES[kind]]).spawn(4)
+
+
+def subject_params(kind: str, index: int, seed: int = 0) -> dict:
+    """The anatomy and appearance parameters of a subject (no image is made)."""
+    ss = subject_streams(kind, index, seed)
+    mod = _MODULES[kind]
+    return {
+        "kind": kind,
+        "index": int(index),
+        "seed": int(seed),
+        "anatomy": mod.sample_anatomy(np.random.default_rng(ss[0])),
+        "appearance": mod.sample_appearance(np.random.default_rng(ss[1])),
+    }
+
+
+def build_model(params: dict) -> object:
+    """The analytic phantom model (``KneeModel`` / ``HipModel``) of a parameter dict."""
+    return _MODEL_CLASSES[params["kind"]](params["anatomy"], params["appearance"])
+
+
+def default_grid(kind: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Default (demo) ``shape`` and ``spacing`` of a kind, ITK order."""
+    mod = _MODULES[kind]
+    return mod.DEFAULT_SHAPE, mod.DEFAULT_SPACING
+
+
+def render_subject(
+    params: dict,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    noise_seed: np.random.SeedSequence | int = 0,
+) -> tuple[Volume, Volume]:
+    """Image and labels of a parameter dict on a grid centred on world ``centre`` (mm)."""
+    kind = params["kind"]
+    direction = _MODULES[kind].DIRECTION
+    origin = centred_origin(shape, spacing, direction, centre)
+    model = build_model(params)
+    return render(model, shape, spacing, origin, direction, np.random.default_rng(noise_seed))  # type: ignore[arg-type]
+
+
+def generate_subject(
+    kind: str,
+    index: int,
+    *,
+    seed: int = 0,
+    shape: tuple[int, int, int] | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    n_landmarks: int = 200,
+    poor_labels: bool = False,
+) -> SyntheticSubject:
+    """Generate one deterministic synthetic subject.
+
+    Parameters
+    ----------
+    kind
+        ``"knee"`` (sagittal DESS-like MRI, direction columns ``[e_x, -e_z, e_y]``) or
+        ``"hip"`` (axial CT in HU, identity direction).
+    index, seed
+        Non-negative integers; the subject is a pure function of the arguments.
+    shape, spacing
+        Grid size and spacing (mm), ITK order ``(i, j, k)``; defaults per kind
+        (knee ``(64, 112, 112)`` at ``(1.6, 1.25, 1.25)``, hip ``(96, 72, 96)`` at
+        ``(3.0, 2.6, 2.6)``). The grid is centred on world (0, 0, 0).
+    n_landmarks
+        Corresponding surface landmarks per structure of ``LANDMARK_STRUCTURES[kind]``.
+    poor_labels
+        Also make ``poor_mask``, a degraded label map.
+    """
+    ss = subject_streams(kind, index, seed)
+    params = subject_params(kind, index, seed)
+    dshape, dspacing = default_grid(kind)
+    shape = tuple(int(s) for s in (shape or dshape))  # type: ignore[assignment]
+    spacing = tuple(float(s) for s in (spacing or dspacing))  # type: ignore[assignment]
+    if len(shape) != 3 or len(spacing) != 3 or min(shape) < 1 or min(spacing) <= 0:
+        raise ValueError(f"bad grid: shape {shape}, spacing {spacing}")
+    image, mask = render_subject(params, shape, spacing, noise_seed=ss[2])  # type: ignore[arg-type]
+    model = build_model(params)
+    lm = compute_landmarks(kind, model, int(n_landmarks))
+    poor = None
+    if poor_labels:
+        poor, dparams = degrade_labels(mask, np.random.default_rng(ss[3]), **DEGRADE[kind])
+        params["degrade"] = dparams
+    return SyntheticSubject(image=image, mask=mask, poor_mask=poor, landmarks=lm, params=params)

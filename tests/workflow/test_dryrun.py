@@ -1,0 +1,23 @@
+import sys
+from pathlib import Path
+
+from tests.workflow.wf import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_dryrun import dry_run, write_inputs  # noqa: E402
+
+
+def test_dry_run_of_507_subjects_with_10_fold_cv(tmp_path: Path) -> None:
+    _, counts, text = dry_run(write_inputs(tmp_path, 507, 10))
+    assert counts["qc_subject"] == 507, text[-3000:]
+    assert counts["qc_summary"] == 1 and counts["dataset_manifest"] == 1 and counts["make_splits"] == 1
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+def test_default_config_dry_run_plans_both_synthetic_datasets() -> None:
+    from tests.workflow.wf import snakemake
+
+    result = snakemake("-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    assert "synthesize_subject" in text and "qc_summary" in text

@@ -1,0 +1,191 @@
+"""The whole DAG on tiny data in tmp_path: two synthetic datasets, an OAI-ZIB layout folder, and a
+manifest in every format with broken subjects that QC must record and exclude while the run goes on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mskseg.io import read_volume, write_volume
+from mskseg.io.volumes import write_dicom_series
+from mskseg.volume import Volume
+from tests.conftest import sphere_pair
+from tests.workflow.wf import snakemake, write_config
+
+pytestmark = pytest.mark.slow
+LABELS4 = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
+
+
+def _oai_folder(root: Path) -> None:
+    """Three good OAI-ZIB subjects (mask headers wrong, as shipped) and one whose mask has another shape."""
+    for n in range(4):
+        image, mask = sphere_pair(shape=(20 + n, 24, 16), labels=(1, 2, 3, 4))
+        image = image.with_array(image.array + n)
+        bad_header = Volume(mask.array if n < 3 else mask.array[:-1], mask.spacing, (0.0, 0.0, 0.0), np.eye(3))
+        write_volume(image, root / f"900{n}.mhd")
+        write_volume(bad_header, root / f"900{n}.segmentation_masks.mhd")
+
+
+def _broken_manifest(root: Path) -> Path:
+    """Good subjects in four formats and one subject per QC failure."""
+    image, mask = sphere_pair(labels=(1, 2))
+    rows = []
+    for sid, fmt in (("good-nii", "nii.gz"), ("good.mha", "mha"), ("good_nrrd", "nrrd")):
+        write_volume(image, root / f"{sid}_img.{fmt}")
+        write_volume(mask, root / f"{sid}_seg.{fmt}")
+        rows.append((sid, f"{sid}_img.{fmt}", f"{sid}_seg.{fmt}", f"P-{sid}"))
+    int_image = image.with_array(image.array.astype(np.int16))
+    write_dicom_series(int_image, root / "dicom_series")
+    write_volume(mask, root / "good_dicom_seg.nii.gz")
+    rows.append(("good-dicom", "dicom_series", "good_dicom_seg.nii.gz", "P-dicom"))
+    (root / "corrupt_img.nii.gz").write_bytes(b"not a volume")
+    write_volume(mask, root / "corrupt_seg.nii.gz")
+    rows.append(("corrupt", "corrupt_img.nii.gz", "corrupt_seg.nii.gz", "P-corrupt"))
+    write_volume(image, root / "shifted_img.nii.gz")
+    write_volume(Volume(mask.array, mask.spacing, tuple(np.add(mask.origin, (2.0, 0, 0))), mask.direction),
+                 root / "shifted_seg.nii.gz")
+    rows.append(("shifted", "shifted_img.nii.gz", "shifted_seg.nii.gz", "P-shifted"))
+    unknown = mask.array.copy()
+    unknown[0, 0, :4] = 9
+    write_volume(image, root / "unknown_img.nii.gz")
+    write_volume(mask.with_array(unknown), root / "unknown_seg.nii.gz")
+    rows.append(("unknown", "unknown_img.nii.gz", "unknown_seg.nii.gz", "P-unknown"))
+    write_volume(image, root / "empty_img.nii.gz")
+    write_volume(mask.with_array(np.where(mask.array == 1, 0, mask.array).astype(np.uint8)), root / "empty_seg.nii.gz")
+    rows.append(("empty", "empty_img.nii.gz", "empty_seg.nii.gz", "P-empty"))
+    rows.append(("missing", "missing_img.nii.gz", "missing_seg.nii.gz", "P-missing"))
+    frame = pd.DataFrame(rows, columns=["subject", "image", "label", "patient"])
+    frame.to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def _config(tmp_path: Path, fatal: bool = False) -> dict:
+    (tmp_path / "oai").mkdir(exist_ok=True)
+    (tmp_path / "broken").mkdir(exist_ok=True)
+    _oai_folder(tmp_path / "oai")
+    manifest = _broken_manifest(tmp_path / "broken")
+    spheres = {"modality": "mri", "preprocess": {"spacing": [1.0, 1.0, 1.0],
+                                                  "crop": {"structures": ["a"], "margin_mm": 2.0}},
+               "split": {"method": "kfold", "k": 3, "n_val_folds": 1}}
+    return {
+        "qc": {"fatal": fatal},
+        "datasets": {
+            "knee": {"modality": "mri", "labels": LABELS4, "bones": ["femur", "tibia"],
+                     "source": {"synthetic": {"kind": "knee", "n_subjects": 3, "seed": 5, "patients": 1}},
+                     "split": {"method": "kfold", "k": 3, "n_val_folds": 1},
+                     "preprocess": {"crop": {"structures": ["femur", "tibia"], "margin_mm": 5}}},
+            "hip": {"modality": "ct", "labels": {"femur_left": 1, "femur_right": 2, "hip_left": 3, "hip_right": 4,
+                                                 "sacrum": 5},
+                    "source": {"synthetic": {"kind": "hip", "n_subjects": 3, "seed": 5, "poor_labels": True}},
+                    "symmetric_pairs": [["femur_left", "femur_right"], ["hip_left", "hip_right"]],
+                    "split": {"method": "loo", "n_val": 1}},
+            "oai": {**spheres, "labels": LABELS4, "source": {"layout": {"name": "oai-zib", "path": "oai"}},
+                    "preprocess": {"crop": {"structures": ["femur"], "margin_mm": 2.0}}},
+            "broken": {**spheres, "labels": {"a": 1, "b": 2}, "source": {"manifest": {"path": str(manifest)}},
+                       "split": {"method": "kfold", "k": 2, "n_val_folds": 0}},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    write_config(root, _config(root))
+    result = snakemake("--cores", "2", "--resources", "gpu=1", cwd=root)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return root
+
+
+def _table(root: Path, *parts: str) -> pd.DataFrame:
+    return pd.read_csv(root.joinpath("results", *parts), sep="\t", dtype={"subject": str}, keep_default_na=False)
+
+
+def test_broken_subjects_are_recorded_and_excluded_while_the_run_goes_on(run: Path) -> None:
+    qc = _table(run, "qc", "broken", "qc_table.tsv")
+    fails = qc[qc["status"] == "fail"].groupby("subject")["check"].apply(set).to_dict()
+    assert fails == {"corrupt": {"image_read"}, "shifted": {"geometry"}, "unknown": {"label_values"},
+                     "empty": {"structures_present"}, "missing": {"image_read"}}
+    subjects = _table(run, "qc", "broken", "subjects.tsv").set_index("subject")
+    passed = sorted(subjects.index[subjects["qc_passed"].astype(str) == "True"])
+    assert passed == ["good-dicom", "good-nii", "good.mha", "good_nrrd"]
+    assert "origin" in subjects.loc["shifted", "qc_failures"]
+    made = sorted(p.name.split("_")[0][4:] for p in (run / "results/preprocess/broken").glob("*_image.nii.gz"))
+    assert made == ["good-dicom", "good-nii", "good.mha", "good_nrrd"]
+    splits = _table(run, "splits", "broken", "splits.tsv")
+    assert sorted(splits["subject"].unique()) == passed
+    log = (run / "logs/qc/broken/summary.log").read_text()
+    for sid in ("corrupt", "shifted", "unknown", "empty", "missing"):
+        assert f"EXCLUDED {sid}:" in log
+
+
+def test_oai_zib_masks_are_reheadered_and_a_shape_mismatch_excluded(run: Path) -> None:
+    subjects = _table(run, "qc", "oai", "subjects.tsv").set_index("subject")
+    assert subjects["qc_passed"].astype(str).to_dict() == {"9000": "True", "9001": "True", "9002": "True",
+                                                            "9003": "False"}
+    assert (subjects.loc[["9000", "9001", "9002"], "qc_fixes"] == "geometry").all()
+    image = read_volume(run / "results/preprocess/oai/sub-9000_image.nii.gz")
+    mask = read_volume(run / "results/preprocess/oai/sub-9000_mask.nii.gz")
+    assert mask.geometry_mismatches(image) == [] and image.spacing == (1.0, 1.0, 1.0)
+    record = json.loads((run / "results/preprocess/oai/sub-9000_preprocess.json").read_text())
+    assert record["mask_reheadered"] and record["orientation"]["after"] == "LPS"
+
+
+def test_synthetic_datasets_are_generated_checked_split_and_preprocessed(run: Path) -> None:
+    for dataset, n_labels in (("knee", 4), ("hip", 5)):
+        subjects = _table(run, "qc", dataset, "subjects.tsv")
+        assert subjects["qc_passed"].astype(str).tolist() == ["True"] * 3
+        for sid in subjects["subject"]:
+            image = read_volume(run / f"results/preprocess/{dataset}/sub-{sid}_image.nii.gz")
+            mask = read_volume(run / f"results/preprocess/{dataset}/sub-{sid}_mask.nii.gz")
+            assert mask.geometry_mismatches(image) == []
+            assert set(np.unique(mask.array)) == set(range(n_labels + 1))
+            assert abs(float(image.array.mean())) < 1.5  # normalised intensities
+            assert (run / f"results/synthetic/{dataset}/sub-{sid}_landmarks.csv").is_file()
+    hip = _table(run, "splits", "hip", "splits.tsv")
+    assert hip["split"].nunique() == 3  # leave-one-out: one split per patient
+    manifest = _table(run, "data", "hip", "manifest.tsv")
+    assert manifest["label_poor"].str.endswith("poormask.nii.gz").all()
+
+
+def test_a_rerun_has_nothing_to_do(run: Path) -> None:
+    result = snakemake("-n", "--cores", "2", cwd=run)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_fatal_qc_stops_the_run_naming_the_subject(tmp_path: Path) -> None:
+    config = _config(tmp_path, fatal=True)
+    config["datasets"] = {"broken": config["datasets"]["broken"]}
+    write_config(tmp_path, config)
+    result = snakemake("--cores", "2", "results/qc/broken/sub-shifted_qc.tsv", cwd=tmp_path)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr + (tmp_path / "logs/qc/broken/shifted.log").read_text()
+    assert "subject shifted failed quality control" in text and "origin" in text
+    assert not (tmp_path / "results/qc/broken/sub-shifted_qc.tsv").exists()
+    shutil.rmtree(tmp_path / "results", ignore_errors=True)
+
+
+def test_bad_config_value_stops_the_run_naming_the_key(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config["datasets"]["broken"]["modality"] = "pet"
+    write_config(tmp_path, config)
+    result = snakemake("-n", "--cores", "1", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "'pet' is not one of ['mri', 'ct']" in result.stderr and "modality" in result.stderr
+
+
+def test_bad_subject_id_in_manifest_stops_the_run_naming_the_row(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    manifest = Path(config["datasets"]["broken"]["source"]["manifest"]["path"])
+    frame = pd.read_csv(manifest)
+    frame.loc[2, "subject"] = "bad id;rm"
+    frame.to_csv(manifest, index=False)
+    write_config(tmp_path, config)
+    result = snakemake("-n", "--cores", "1", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "row 3: subject id 'bad id;rm' holds a space" in result.stderr
