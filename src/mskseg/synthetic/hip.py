@@ -65,7 +65,7 @@ def sample_anatomy(rng: np.random.Generator | None) -> dict:
     out = {
         "scale": s,
         "si_gap": d.uniform(2.0, 3.0),
-        "symphysis_half_gap": d.uniform(1.5, 2.5),
+        "symphysis_half_gap": d.uniform(1.6, 2.5),
         "sacrum_scale": s * d.jitter(0.04),
         "body_radii": [165.0 * s * d.uniform(0.9, 1.1), 95.0 * s * d.uniform(0.9, 1.05)],
         "fat_thickness": d.uniform(8.0, 25.0),

@@ -177,7 +177,7 @@ def render(
     direction: np.ndarray,
     rng: np.random.Generator,
     max_voxels: int = 1 << 20,
-    block: int = 4,
+    block: int = 2,
 ) -> tuple[Volume, Volume]:
     """Image (``float32``) and label (``uint8``) volumes of a model on a grid.
 

@@ -117,6 +117,11 @@ class Frame:
         return Frame(self.rotation @ inner.rotation, self.rotation @ inner.translation + self.translation)
 
 
+def _ellipsoid_area(radii: object) -> float:
+    a, b, c = np.asarray(radii, float) ** 1.6075
+    return float(4 * np.pi * ((a * b + a * c + b * c) / 3) ** (1 / 1.6075))
+
+
 def fibonacci_sphere(n: int) -> np.ndarray:
     """``n`` nearly evenly spread unit vectors, shape ``(n, 3)`` (deterministic)."""
     i = np.arange(n, dtype=float) + 0.5
@@ -173,6 +178,10 @@ class Ellipsoid:
     def anchor_candidates(self, n: int) -> np.ndarray:
         """Evenly spread directions ``(n, 3)``."""
         return fibonacci_sphere(n)
+
+    def area(self) -> float:
+        """Surface area (mm^2), Knud Thomsen's approximation."""
+        return _ellipsoid_area(self.radii)
 
     def bounds(self) -> list[tuple[np.ndarray, float]]:
         return [(self.centre, float(self.radii.max()))]
@@ -239,6 +248,10 @@ class Capsule:
         t, psi = np.meshgrid(np.linspace(0.0, 1.0, n_t), np.arange(n_psi) * 2 * np.pi / n_psi)
         return np.column_stack([t.ravel(), np.cos(psi.ravel()), np.sin(psi.ravel())])
 
+    def area(self) -> float:
+        """Area (mm^2) of the cylindrical part."""
+        return 2 * np.pi * self.radius * float(np.linalg.norm(self.b - self.a))
+
     def bounds(self) -> list[tuple[np.ndarray, float]]:
         return [(self.a, self.radius), (self.b, self.radius)]
 
@@ -277,6 +290,11 @@ class RoundBox:
 
     def anchor_candidates(self, n: int) -> np.ndarray:
         return fibonacci_sphere(n)
+
+    def area(self) -> float:
+        """Surface area (mm^2) of the box without rounding."""
+        x, y, z = 2 * self.half
+        return float(2 * (x * y + y * z + z * x))
 
     def bounds(self) -> list[tuple[np.ndarray, float]]:
         return [(self.centre, float(np.linalg.norm(self.half)))]
@@ -347,6 +365,10 @@ class EllipticPlate:
 
     def anchor_candidates(self, n: int) -> np.ndarray:
         return fibonacci_sphere(n)
+
+    def area(self) -> float:
+        """Surface area (mm^2) of the equivalent ellipsoid."""
+        return self._outer().area()
 
     def bounds(self) -> list[tuple[np.ndarray, float]]:
         return [(self.centre, max(self.radii) + self.rounding)]

@@ -9,7 +9,6 @@ import pytest
 from mskseg.splits import (
     ROLES,
     SplitError,
-    _patient_strata,
     assign_folds,
     check_splits,
     kfold,
@@ -18,6 +17,7 @@ from mskseg.splits import (
     read_fixed,
     summarise,
 )
+from mskseg.splits.common import _patient_strata
 
 
 def make_subjects(n_patients: int, seed: int = 0, max_scans: int = 3) -> pd.DataFrame:
