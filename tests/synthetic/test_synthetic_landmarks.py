@@ -111,6 +111,17 @@ def test_correspondence_is_anatomical(kind):
 
 def test_template_is_spread_over_surface():
     for kind in ("knee", "hip"):
-        for st, (names, u) in template(kind, 200).items():
-            assert len(names) == 200 and u.shape == (200, 3)
+        for names, u, orient in template(kind, 200).values():
+            assert len(names) == 200 and u.shape == (200, 3) and orient.shape == (200,)
             assert len(set(names)) >= 2  # several primitives carry landmarks
+
+
+def test_hip_left_and_right_landmarks_are_mirror_images():
+    s = subject("hip", 4)
+    model = build_model(s.params)
+    for kind in ("femur", "hip"):
+        left = model.pose.to_local(_points(s.landmarks, kind + "_left").T)
+        right = model.pose.to_local(_points(s.landmarks, kind + "_right").T)
+        right[0] *= -1
+        d = np.linalg.norm(left - right, axis=0)
+        assert np.median(d) < 3.0, kind

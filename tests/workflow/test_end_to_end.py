@@ -85,7 +85,7 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                     "symmetric_pairs": [["femur_left", "femur_right"], ["hip_left", "hip_right"]],
                     "split": {"method": "loo", "n_val": 1}},
             "oai": {**spheres, "labels": LABELS4, "source": {"layout": {"name": "oai-zib", "path": "oai"}},
-                    "preprocess": {"crop": {"structures": ["femur"], "margin_mm": 2.0}}},
+                    "preprocess": {"spacing": [1.0, 1.0, 1.0], "crop": {"structures": ["femur"], "margin_mm": 2.0}}},
             "broken": {**spheres, "labels": {"a": 1, "b": 2}, "source": {"manifest": {"path": str(manifest)}},
                        "split": {"method": "kfold", "k": 2, "n_val_folds": 0}},
         },
@@ -114,7 +114,8 @@ def test_broken_subjects_are_recorded_and_excluded_while_the_run_goes_on(run: Pa
     passed = sorted(subjects.index[subjects["qc_passed"].astype(str) == "True"])
     assert passed == ["good-dicom", "good-nii", "good.mha", "good_nrrd"]
     assert "origin" in subjects.loc["shifted", "qc_failures"]
-    made = sorted(p.name.split("_")[0][4:] for p in (run / "results/preprocess/broken").glob("*_image.nii.gz"))
+    made = sorted(p.name[len("sub-"):-len("_image.nii.gz")]
+                  for p in (run / "results/preprocess/broken").glob("*_image.nii.gz"))
     assert made == ["good-dicom", "good-nii", "good.mha", "good_nrrd"]
     splits = _table(run, "splits", "broken", "splits.tsv")
     assert sorted(splits["subject"].unique()) == passed
@@ -176,7 +177,8 @@ def test_bad_config_value_stops_the_run_naming_the_key(tmp_path: Path) -> None:
     write_config(tmp_path, config)
     result = snakemake("-n", "--cores", "1", cwd=tmp_path)
     assert result.returncode != 0
-    assert "'pet' is not one of ['mri', 'ct']" in result.stderr and "modality" in result.stderr
+    text = result.stdout + result.stderr
+    assert "'pet' is not one of ['mri', 'ct']" in text and "['broken']['modality']" in text
 
 
 def test_bad_subject_id_in_manifest_stops_the_run_naming_the_row(tmp_path: Path) -> None:
@@ -188,4 +190,4 @@ def test_bad_subject_id_in_manifest_stops_the_run_naming_the_row(tmp_path: Path)
     write_config(tmp_path, config)
     result = snakemake("-n", "--cores", "1", cwd=tmp_path)
     assert result.returncode != 0
-    assert "row 3: subject id 'bad id;rm' holds a space" in result.stderr
+    assert "row 3: subject id 'bad id;rm' holds a space" in result.stdout + result.stderr

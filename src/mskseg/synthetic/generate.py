@@ -4,8 +4,9 @@ A subject is a pure function of ``(kind, index, seed)`` for its anatomy and appe
 and of the grid (``shape``, ``spacing``) for the sampled image: the random streams are
 children of ``numpy.random.SeedSequence([seed, index, kind_code])`` (anatomy, appearance,
 image noise, label degradation), so the same subject at two resolutions is the same
-anatomy. Grids are centred on world (0, 0, 0), the anatomy's centre before its small
-random pose, in the ITK/LPS frame.
+anatomy. The field of view is centred on the anatomy's centre (knee: joint centre; hip:
+midpoint of the femoral head centres), which the subject's small random pose puts at world
+``params["anatomy"]["pose"]["translation_mm"]`` (ITK/LPS frame, mm).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _MODULES = {"knee": knee, "hip": hip}
 _MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel}
 #: label-degradation settings per kind (see :func:`mskseg.synthetic.degrade.degrade_labels`)
 DEGRADE = {
-    "knee": {"dilate_vox": (0.5, 1.0), "noise_vox": 0.5, "gap_mm": 1.4, "n_drop": (1, 3)},
+    "knee": {"dilate_vox": (0.4, 0.8), "noise_vox": 0.4, "gap_mm": 1.4, "n_drop": (1, 3)},
     "hip": {"dilate_vox": (0.6, 1.1), "noise_vox": 0.5, "gap_mm": 4.0, "n_drop": (2, 4)},
 }
 
@@ -93,16 +94,24 @@ def default_grid(kind: str) -> tuple[tuple[int, int, int], tuple[float, float, f
     return mod.DEFAULT_SHAPE, mod.DEFAULT_SPACING
 
 
+def anatomy_centre(params: dict) -> tuple[float, float, float]:
+    """World position (mm) of the anatomy's centre, the default centre of the field of view."""
+    t = params["anatomy"]["pose"]["translation_mm"]
+    return (float(t[0]), float(t[1]), float(t[2]))
+
+
 def render_subject(
     params: dict,
     shape: tuple[int, int, int],
     spacing: tuple[float, float, float],
-    centre: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    centre: tuple[float, float, float] | None = None,
     noise_seed: np.random.SeedSequence | int = 0,
 ) -> tuple[Volume, Volume]:
-    """Image and labels of a parameter dict on a grid centred on world ``centre`` (mm)."""
+    """Image and labels of a parameter dict on a grid centred on world ``centre`` (mm;
+    default: :func:`anatomy_centre`)."""
     kind = params["kind"]
     direction = _MODULES[kind].DIRECTION
+    centre = anatomy_centre(params) if centre is None else centre
     origin = centred_origin(shape, spacing, direction, centre)
     model = build_model(params)
     return render(model, shape, spacing, origin, direction, np.random.default_rng(noise_seed))  # type: ignore[arg-type]
@@ -130,7 +139,7 @@ def generate_subject(
     shape, spacing
         Grid size and spacing (mm), ITK order ``(i, j, k)``; defaults per kind
         (knee ``(64, 112, 112)`` at ``(1.6, 1.25, 1.25)``, hip ``(96, 72, 96)`` at
-        ``(3.0, 2.6, 2.6)``). The grid is centred on world (0, 0, 0).
+        ``(3.0, 2.6, 2.6)``). The grid is centred on the anatomy (:func:`anatomy_centre`).
     n_landmarks
         Corresponding surface landmarks per structure of ``LANDMARK_STRUCTURES[kind]``.
     poor_labels

@@ -14,12 +14,21 @@ head), the ilium by ``si_gap - S`` (``S`` the sacrum SDF), and each hip bone sto
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-from mskseg.synthetic import sdf
+from mskseg.synthetic import render, sdf
 from mskseg.synthetic._draw import Draw
 from mskseg.synthetic.render import Painter, gaussian_noise
-from mskseg.synthetic.sdf import Capsule, Ellipsoid, EllipticCylinder, EllipticPlate, Frame, Sphere
+from mskseg.synthetic.sdf import (
+    Capsule,
+    Ellipsoid,
+    EllipticCylinder,
+    EllipticPlate,
+    Frame,
+    Sphere,
+)
 
 LABELS = {"femur_left": 1, "femur_right": 2, "hip_left": 3, "hip_right": 4, "sacrum": 5}
 LANDMARK_STRUCTURES = ("femur_left", "femur_right", "hip_left", "hip_right", "sacrum")
@@ -39,11 +48,11 @@ _SIDE_PARAMS = {
     "head_radius": (23.5, 0.05, True),
     "neck_elevation_deg": (45.0, 0.08, False),
     "neck_anteversion_deg": (14.0, 0.3, False),
-    "neck_length": (40.0, 0.06, True),
+    "neck_length_ratio": (1.7, 0.04, False),
     "neck_radius_ratio": (0.64, 0.04, False),
     "shaft_radius": (14.0, 0.06, True),
     "shaft_tilt_deg": (7.0, 0.15, False),
-    "trochanter_scale": (1.0, 0.06, True),
+    "trochanter_scale": (1.0, 0.04, True),
     "acetabulum_inclination_deg": (50.0, 0.06, False),
     "acetabulum_anteversion_deg": (17.0, 0.2, False),
     "acetabulum_wall": (9.5, 0.08, True),
@@ -61,15 +70,15 @@ def sample_anatomy(rng: np.random.Generator | None) -> dict:
     (:data:`SIDE_ASYMMETRY`); the joint gap stays within [3.2, 4.0] mm.
     """
     d = Draw(rng)
-    s = d.uniform(0.9, 1.1)
+    s = d.uniform(0.92, 1.08)
     out = {
         "scale": s,
         "si_gap": d.uniform(2.0, 3.0),
         "symphysis_half_gap": d.uniform(1.6, 2.5),
-        "sacrum_scale": s * d.jitter(0.04),
-        "body_radii": [165.0 * s * d.uniform(0.9, 1.1), 95.0 * s * d.uniform(0.9, 1.05)],
+        "sacrum_scale": s * d.jitter(0.03),
+        "body_radii": [165.0 * s * d.uniform(0.9, 1.1), 95.0 * s * d.uniform(0.95, 1.08)],
         "fat_thickness": d.uniform(8.0, 25.0),
-        "pose": {"rotation_deg": d.uniforms(-3.0, 3.0, 3), "translation_mm": d.uniforms(-5.0, 5.0, 3)},
+        "pose": {"rotation_deg": d.uniforms(-3.0, 3.0, 3), "translation_mm": d.uniforms(-4.0, 4.0, 3)},
     }
     shared = {k: d.jitter(sd) for k, (_, sd, _) in _SIDE_PARAMS.items()}
     for side in _SIDES:
@@ -109,14 +118,14 @@ class _Side:
         self.rh, self.gap, self.gap_sym = p["head_radius"], p["joint_gap"], gap_sym
         be, ga = np.radians(p["neck_elevation_deg"]), np.radians(p["neck_anteversion_deg"])
         dn = np.array([np.cos(be) * np.cos(ga), np.cos(be) * np.sin(ga), -np.sin(be)])
-        J = ch + p["neck_length"] * dn
+        J = ch + p["neck_length_ratio"] * self.rh * dn
         al = np.radians(p["shaft_tilt_deg"])
         ds = np.array([-np.sin(al), 0.0, -np.cos(al)])
         rs = p["shaft_radius"]
         self.femur = {
             "head": Sphere.make(ch, self.rh),
             "neck": Capsule(ch, J, p["neck_radius_ratio"] * self.rh),
-            "intertrochanteric": Ellipsoid(J, np.array([18.0, 16.0, 24.0]) * t),
+            "intertrochanteric": Ellipsoid(J + np.array([3.0, 0.0, -6.0]) * t, np.array([18.0, 16.0, 24.0]) * t),
             "greater_trochanter": Ellipsoid(J + np.array([9.0, 6.0, 15.0]) * t, np.array([11.0, 14.0, 18.0]) * t),
             "lesser_trochanter": Ellipsoid(J + np.array([-6.0, 9.0, -30.0]) * t, np.array([7.0, 7.0, 9.0]) * t),
             "femur_shaft": Capsule(J + 8.0 * ds, J + 320.0 * ds, rs),
@@ -136,7 +145,7 @@ class _Side:
         self.hip = {
             "acetabulum_outer": Sphere.make(ch, rim),
             "acetabulum_inner": Sphere.make(ch, self.rh + self.gap),
-            "ilium_wing": EllipticPlate(at((7.0, 15.0, 62.0)), (60.0 * w, 43.0 * w), 5.0 * w, wing_rot),
+            "ilium_wing": EllipticPlate(at((7.0, 15.0, 58.0)), (60.0 * w, 43.0 * w), 5.0 * w, wing_rot),
             "ilium_body": Ellipsoid(at((-6.0, 10.0, 34.0)), np.array([14.0, 20.0, 28.0]) * w),
             "ilium_posterior": Ellipsoid(at((-24.0, 52.0, 44.0)), np.array([12.0, 16.0, 28.0]) * w),
             "pubic_ramus": Capsule(at((-14.0, -16.0, -6.0)), ab((8.0, -46.0, -30.0)), 9.0 * w),
@@ -185,6 +194,8 @@ class HipModel:
 
     labels = LABELS
     landmark_structures = LANDMARK_STRUCTURES
+    #: right-side structures are mirror images of left-side ones (shared landmark template)
+    mirror_of: ClassVar[dict[str, str]] = {"femur_right": "femur_left", "hip_right": "hip_left"}
 
     def __init__(self, anatomy: dict, appearance: dict) -> None:
         a, self.appearance = anatomy, appearance
@@ -195,7 +206,7 @@ class HipModel:
         ss = a["sacrum_scale"]
         self.sacrum = {
             "sacrum_body": Ellipsoid(np.array([0.0, 50.0, 44.0]) * ss, np.array([40.0, 18.0, 22.0]) * ss),
-            "sacrum_lower": Capsule(np.array([0.0, 54.0, 30.0]) * ss, np.array([0.0, 70.0, -28.0]) * ss, 12.0 * ss),
+            "sacrum_lower": Capsule(np.array([0.0, 54.0, 30.0]) * ss, np.array([0.0, 63.0, -28.0]) * ss, 11.0 * ss),
         }
         s = a["scale"]
         self.l5 = Ellipsoid(np.array([0.0, 36.0, 92.0]) * ss, np.array([24.0, 17.0, 13.0]) * ss)
@@ -206,12 +217,12 @@ class HipModel:
         self.boxes = {}
         for k, side in self.sides.items():
             fr = self.side_frames[k]
-            self.boxes["femur_" + k] = sdf.world_box([(p, fr) for p in side.femur.values()], _BOX_MARGIN)
-            self.boxes["hip_" + k] = sdf.world_box([(p, fr) for p in side.hip.values()], _BOX_MARGIN)
+            self.boxes["femur_" + k] = render.world_box([(p, fr) for p in side.femur.values()], _BOX_MARGIN)
+            self.boxes["hip_" + k] = render.world_box([(p, fr) for p in side.hip.values()], _BOX_MARGIN)
             lo_f, hi_f = self.boxes["femur_" + k]
             lo_h, hi_h = self.boxes["hip_" + k]
             self.boxes[k] = (np.minimum(lo_f, lo_h), np.maximum(hi_f, hi_h))
-        self.boxes["sacrum"] = sdf.world_box([(p, self.pose) for p in [*self.sacrum.values(), self.l5]], _BOX_MARGIN)
+        self.boxes["sacrum"] = render.world_box([(p, self.pose) for p in [*self.sacrum.values(), self.l5]], _BOX_MARGIN)
 
     def sacrum_sdf(self, q: np.ndarray) -> np.ndarray:
         """Sacrum SDF (mm) at anatomical points ``(3, N)``."""
@@ -225,14 +236,14 @@ class HipModel:
 
     def fields(self, p: np.ndarray, cull: bool = True) -> dict[str, np.ndarray]:
         """SDFs (mm) of every labelled structure at world points ``(3, N)``."""
-        sac = lambda x: self.sacrum_sdf(self.pose.to_local(x))  # noqa: E731
-        S = sdf.eval_in_box(sac, p, self.boxes["sacrum"], 1)[0] if cull else sac(p)
+        sac = lambda x: self.sacrum_sdf(self.pose.to_local(x))
+        S = render.eval_in_box(sac, p, self.boxes["sacrum"], 1)[0] if cull else sac(p)
         out: dict[str, np.ndarray] = {"sacrum": S}
         for side in _SIDES:
             if cull:
                 both = np.concatenate([p, S[None]])
-                fn = lambda x, side=side: self._side_fields(side, x[:3], x[3])  # noqa: E731
-                F, H = sdf.eval_in_box(fn, both, self.boxes[side], 2)
+                fn = lambda x, side=side: self._side_fields(side, x[:3], x[3])
+                F, H = render.eval_in_box(fn, both, self.boxes[side], 2)
             else:
                 F, H = self._side_fields(side, p, S)
             out["femur_" + side], out["hip_" + side] = F, H
@@ -279,21 +290,21 @@ class HipModel:
         paint.paint(body + self.fat_thickness, v["muscle"])
         paint.paint(self.bladder(q), v["bladder"])
         paint.paint(self.gas(q), v["gas"])
-        spine = np.minimum(fl["sacrum"], sdf.eval_in_box(lambda x: self.l5(self.pose.to_local(x)), p,
+        spine = np.minimum(fl["sacrum"], render.eval_in_box(lambda x: self.l5(self.pose.to_local(x)), p,
                                                           self.boxes["sacrum"], 1)[0])
         for bone in (fl["femur_left"], fl["femur_right"], fl["hip_left"], fl["hip_right"], spine):
             paint.paint(bone, v["cortical"])
             paint.paint(bone + tc, v["cancellous"])
         for side in _SIDES:
-            canal = self.sides[side].canal
-            c = sdf.eval_in_box(lambda x: canal(self.side_frames[side].to_local(x)), p,
-                                self.boxes["femur_" + side], 1)[0]
+            canal, frame = self.sides[side].canal, self.side_frames[side]
+            c = render.eval_in_box(lambda x, c=canal, f=frame: c(f.to_local(x)), p,
+                                   self.boxes["femur_" + side], 1)[0]
             paint.paint(c, v["marrow"])
         return lab, paint.value, paint.margin
 
     def bias(self, p: np.ndarray) -> None:
         """CT has no multiplicative bias field."""
-        return None
+        return
 
     def add_noise(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Gaussian noise (HU)."""

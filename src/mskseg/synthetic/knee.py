@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mskseg.synthetic import sdf
+from mskseg.synthetic import render, sdf
 from mskseg.synthetic._draw import Draw
 from mskseg.synthetic.render import Painter, legendre_bias, rician_noise
-from mskseg.synthetic.sdf import Capsule, Ellipsoid, EllipticCylinder, EllipticPlate, Frame, RoundBox
+from mskseg.synthetic.sdf import (
+    Capsule,
+    Ellipsoid,
+    EllipticCylinder,
+    EllipticPlate,
+    Frame,
+    RoundBox,
+)
 
 LABELS = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
 LANDMARK_STRUCTURES = ("femur", "tibia")
@@ -38,7 +45,7 @@ _XZ_PLANE = sdf.frame_from_axes((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
 def sample_anatomy(rng: np.random.Generator | None) -> dict:
     """Per-subject anatomy (mm, degrees); ``rng=None`` gives the mean anatomy."""
     d = Draw(rng)
-    s = d.uniform(0.85, 1.15)
+    s = d.uniform(0.88, 1.12)
     R = 21.0 * s * d.jitter(0.05)
     rx_m, rx_l = 13.5 * s * d.jitter(0.07), 12.5 * s * d.jitter(0.07)
     return {
@@ -61,7 +68,7 @@ def sample_anatomy(rng: np.random.Generator | None) -> dict:
         "leg_radii": [62.0 * s * d.uniform(0.95, 1.15), 62.0 * s * d.uniform(0.95, 1.1)],
         "fat_thickness": d.uniform(4.0, 12.0),
         "patella_scale": s * d.jitter(0.06),
-        "pose": {"rotation_deg": d.uniforms(-4.0, 4.0, 3), "translation_mm": d.uniforms(-4.0, 4.0, 3)},
+        "pose": {"rotation_deg": d.uniforms(-3.0, 3.0, 3), "translation_mm": d.uniforms(-3.0, 3.0, 3)},
     }
 
 
@@ -140,9 +147,9 @@ class KneeModel:
         self.popliteal_fat = Ellipsoid((0.0, R + 14 * s, 8.0), (18 * s, 12 * s, 28 * s))
         self.hoffa_fat = Ellipsoid((0.0, -(wy + 8 * s), ztop + 6 * s), (20 * s, 9 * s, 12 * s))
         fparts = [(p, self.femur_frame) for p in self.femur_parts.values()]
-        self.femur_box = sdf.world_box(fparts, _BOX_MARGIN)
-        self.tibia_box = sdf.world_box([(p, self.pose) for p in self.tibia_parts.values()], _BOX_MARGIN)
-        self.patella_box = sdf.world_box([(self.patella_cart, self.femur_frame)], _BOX_MARGIN)
+        self.femur_box = render.world_box(fparts, _BOX_MARGIN)
+        self.tibia_box = render.world_box([(p, self.pose) for p in self.tibia_parts.values()], _BOX_MARGIN)
+        self.patella_box = render.world_box([(self.patella_cart, self.femur_frame)], _BOX_MARGIN)
 
     # ------------------------------------------------------------------ fields
     def femur_local(self, f: np.ndarray) -> np.ndarray:
@@ -159,7 +166,7 @@ class KneeModel:
         rx = np.where(f[0] > 0, self.rx_m, self.rx_l)
         half = self.sep / 2
         w = sdf.smoothstep(-80.0, -68.0, theta) * sdf.smoothstep(115.0, 103.0, theta)
-        w = w * sdf.smoothstep(half + 0.95 * rx, half + 0.75 * rx, ax)
+        w = w * sdf.smoothstep(half + 0.95 * rx, half + 0.65 * rx, ax)
         notch = 1.0 - sdf.smoothstep(half - 0.75 * rx, half - 0.5 * rx, ax)
         w = w * (1.0 - notch * sdf.smoothstep(-35.0, -15.0, theta))
         th = np.radians(theta)
@@ -200,8 +207,8 @@ class KneeModel:
         surface ``F_out``, carved tibia ``T`` and tibial cartilage outer surface ``T_out``."""
         q = self.pose.to_local(p)
         if cull:
-            F, F_out = sdf.eval_in_box(lambda x: self._femur_fields(self.pose.to_local(x)), p, self.femur_box, 2)
-            T, T_out = sdf.eval_in_box(lambda x: self._tibia_fields(self.pose.to_local(x)), p, self.tibia_box, 2)
+            F, F_out = render.eval_in_box(lambda x: self._femur_fields(self.pose.to_local(x)), p, self.femur_box, 2)
+            T, T_out = render.eval_in_box(lambda x: self._tibia_fields(self.pose.to_local(x)), p, self.tibia_box, 2)
         else:
             F, F_out = self._femur_fields(q)
             T, T_out = self._tibia_fields(q)
@@ -245,7 +252,7 @@ class KneeModel:
         paint.paint(leg + self.fat_thickness, v["muscle"])
         paint.paint(self.popliteal_fat(q), v["fat"])
         paint.paint(self.hoffa_fat(q), v["fat"])
-        pat = sdf.eval_in_box(lambda x: self._patella_fields(x), p, self.patella_box, 3)
+        pat = render.eval_in_box(lambda x: self._patella_fields(x), p, self.patella_box, 3)
         fluid = np.minimum(np.maximum(F_out, T_out) - 2.0, np.maximum(F_out, pat[0]) - 2.5)
         paint.paint(np.minimum(fluid, pat[2]), v["fluid"])
         paint.paint(pat[0], v["cartilage"])

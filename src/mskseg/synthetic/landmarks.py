@@ -19,8 +19,8 @@ subject's parameters and independent of any grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -119,12 +119,14 @@ def farthest_point_order(points: np.ndarray, n: int) -> np.ndarray:
     m = points.shape[1]
     if n > m:
         raise ValueError(f"cannot choose {n} landmarks among {m} candidates")
+    x, y, z = (np.ascontiguousarray(points[a]) for a in range(3))
     chosen = np.empty(n, dtype=int)
-    chosen[0] = int(np.argmax(points[2]))
+    chosen[0] = int(np.argmax(z))
     dist = np.full(m, np.inf)
     for i in range(1, n):
-        d = np.sum((points - points[:, chosen[i - 1], None]) ** 2, axis=0)
-        dist = np.minimum(dist, d)
+        c = chosen[i - 1]
+        d = (x - x[c]) ** 2 + (y - y[c]) ** 2 + (z - z[c]) ** 2
+        np.minimum(dist, d, out=dist)
         chosen[i] = int(np.argmax(dist))
     return chosen
 
@@ -135,7 +137,7 @@ def ray_to_surface(
     normal: np.ndarray,
     max_dist: float = 20.0,
     step: float = 0.25,
-    n_bisect: int = 48,
+    n_bisect: int = 40,
 ) -> tuple[np.ndarray, np.ndarray]:
     """First zero of ``fn`` along lines from ``x0`` (``(3, N)``, mm) with outward ``normal``.
 
@@ -173,7 +175,7 @@ def _anchors(model: object, structure: str, names: tuple[str, ...], u: np.ndarra
         sel = names_arr == nm
         prim, frame = parts[nm]
         x0[:, sel] = frame.to_world(prim.anchor(u[sel]))
-        g = gradient(lambda p: prim(frame.to_local(p)), x0[:, sel])
+        g = gradient(lambda p, pr=prim, fr=frame: pr(fr.to_local(p)), x0[:, sel])
         nrm[:, sel] = g / np.maximum(np.linalg.norm(g, axis=0), 1e-12)
     return x0, nrm
 
@@ -182,11 +184,19 @@ def _anchors(model: object, structure: str, names: tuple[str, ...], u: np.ndarra
 def template(kind: str, n: int) -> dict[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]]:
     """Per structure, the ``n`` landmark definitions on the mean shape: part names,
     parametric coordinates ``(n, 3)`` and orientations ``(n,)`` (+1 where the part's
-    outward normal is the bone's, -1 for carving parts such as the acetabular sphere)."""
+    outward normal is the bone's, -1 for carving parts such as the acetabular sphere).
+
+    A structure built as the mirror image of another (``model.mirror_of``, the hip's
+    right side) shares its template, so landmark ``i`` on the right is the mirror of
+    landmark ``i`` on the left.
+    """
     model = mean_model(kind)
     checks = [mean_model(kind, np.random.default_rng([CHECK_SEED, i])) for i in range(CHECK_SUBJECTS)]
+    mirror_of: dict[str, str] = getattr(model, "mirror_of", {})
     out: dict[str, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = {}
     for structure in model.landmark_structures:  # type: ignore[attr-defined]
+        if structure in mirror_of:
+            continue
         names: list[str] = []
         us = []
         for name, prim, _ in model.anchor_parts(structure):  # type: ignore[attr-defined]
@@ -196,21 +206,25 @@ def template(kind: str, n: int) -> dict[str, tuple[tuple[str, ...], np.ndarray, 
             us.append(u)
         u_all = np.concatenate(us)
         x0, nrm = _anchors(model, structure, tuple(names), u_all)
-        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]  # noqa: E731
+        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]
         orient = np.where(np.sum(gradient(fn, x0) * nrm, axis=0) >= 0, 1.0, -1.0)
-        xp, ok = ray_to_surface(fn, x0, orient[None] * nrm, max_dist=EXPOSED_MM)
+        xp, ok = ray_to_surface(fn, x0, orient[None] * nrm, max_dist=EXPOSED_MM, n_bisect=30)
         ok &= is_stable(fn, xp)
         ok &= model.landmark_region(structure, xp)  # type: ignore[attr-defined]
         idx = np.flatnonzero(ok)
         idx = idx[farthest_point_order(xp[:, idx], min(max(PRESELECT, 2 * n), idx.size))]
+        partners = [structure] + [k for k, v in mirror_of.items() if v == structure]
         for check in checks:
-            c0, cn = _anchors(check, structure, tuple(names[i] for i in idx), u_all[idx])
-            cfn = lambda p, s=structure, m=check: m.structure_sdf(s, p)  # type: ignore[attr-defined]  # noqa: E731
-            _, found = ray_to_surface(cfn, c0, orient[idx][None] * cn, max_dist=ROBUST_MM, n_bisect=0)
-            idx = idx[found]
+            for st in partners:
+                c0, cn = _anchors(check, st, tuple(names[i] for i in idx), u_all[idx])
+                cfn = lambda p, s=st, m=check: m.structure_sdf(s, p)  # type: ignore[attr-defined]
+                _, found = ray_to_surface(cfn, c0, orient[idx][None] * cn, max_dist=ROBUST_MM, n_bisect=0)
+                idx = idx[found]
         sel = idx[farthest_point_order(xp[:, idx], n)]
         out[structure] = (tuple(names[i] for i in sel), u_all[sel], orient[sel])
-    return out
+    for st, src in mirror_of.items():
+        out[st] = out[src]
+    return {st: out[st] for st in model.landmark_structures}  # type: ignore[attr-defined]
 
 
 def compute_landmarks(kind: str, model: object, n: int) -> pd.DataFrame:
@@ -229,7 +243,7 @@ def compute_landmarks(kind: str, model: object, n: int) -> pd.DataFrame:
                              "z": pd.Series(dtype=float)})
     for structure, (names, u, orient) in template(kind, n).items():
         x0, nrm = _anchors(model, structure, names, u)
-        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]  # noqa: E731
+        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]
         xp, found = ray_to_surface(fn, x0, orient[None] * nrm, max_dist=RAY_MM)
         if not found.all():
             xp[:, ~found] = project_to_surface(fn, x0[:, ~found])
