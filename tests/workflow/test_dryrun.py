@@ -14,10 +14,16 @@ def test_dry_run_of_507_subjects_with_10_fold_cv(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
 
 
-def test_default_config_dry_run_plans_both_synthetic_datasets() -> None:
+def test_default_config_dry_run_plans_both_synthetic_datasets(tmp_path: Path) -> None:
+    import shutil
+
     from tests.workflow.wf import snakemake
 
-    result = snakemake("-n", "--cores", "2")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")  # the shipped config, a clean folder
+    result = snakemake("-n", "--cores", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout + result.stderr
     assert "synthesize_subject" in text and "qc_summary" in text
+    counts = dict(line.split()[:2] for line in text.splitlines() if line.split()[:1] in (["synthesize_subject"],
+                                                                                         ["qc_subject"]))
+    assert counts == {"synthesize_subject": "18", "qc_subject": "18"}  # 10 knee + 8 hip phantoms
