@@ -173,8 +173,3 @@ def preprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
         "crop_labels": tuple(int(dataset["labels"][s]) for s in crop.get("structures", [])),
         "crop_margin_mm": float(crop.get("margin_mm", 10.0)),
     }
-
-
-def resolve_path(value: str, workdir: Path) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else workdir / p
