@@ -47,6 +47,21 @@ def write_inputs(folder: Path, n_subjects: int, folds: int) -> Path:
     return folder
 
 
+def pretend_qc_done(folder: Path, n_subjects: int) -> None:
+    """Write the QC outputs as if every subject had passed, so the dry run plans past the QC
+    checkpoint (preprocessing of every subject) as it does in a real run's second half."""
+    qc = folder / "results" / "qc" / "oai"
+    qc.mkdir(parents=True, exist_ok=True)
+    (folder / "results" / "data" / "oai").mkdir(parents=True, exist_ok=True)
+    (folder / "results" / "data" / "oai" / "manifest.tsv").write_text((folder / "manifest.tsv").read_text())
+    rows = ["subject\tqc_passed\thas_label"]
+    for i in range(n_subjects):
+        (qc / f"sub-9{i:06d}_qc.tsv").write_text("subject\tcheck\tstatus\tdetail\n")
+        rows.append(f"9{i:06d}\tTrue\tTrue")
+    (qc / "subjects.tsv").write_text("\n".join(rows) + "\n")
+    (qc / "qc_table.tsv").write_text("subject\tcheck\tstatus\tdetail\n")
+
+
 def dry_run(folder: Path) -> tuple[float, dict[str, int], str]:
     """Run ``snakemake -n`` in ``folder``; return seconds, jobs per rule and the output."""
     start = time.perf_counter()
@@ -65,11 +80,17 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=507)
     parser.add_argument("--folds", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        seconds, counts, _ = dry_run(write_inputs(Path(tmp), args.subjects, args.folds))
-    print(f"dry run, {args.subjects} subjects, {args.folds}-fold CV: {seconds:.1f} s wall (target < 30 s)")
-    for rule, n in sorted(counts.items()):
-        print(f"  {rule:<24}{n:>6}")
+    for after_qc in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_inputs(Path(tmp), args.subjects, args.folds)
+            if after_qc:
+                pretend_qc_done(folder, args.subjects)
+            seconds, counts, _ = dry_run(folder)
+        when = "after QC (preprocessing planned)" if after_qc else "fresh (up to the QC checkpoint)"
+        print(f"dry run, {args.subjects} subjects, {args.folds}-fold CV, {when}: {seconds:.1f} s wall "
+              "(target < 30 s)")
+        for rule, n in sorted(counts.items()):
+            print(f"  {rule:<24}{n:>6}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 from tests.workflow.wf import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_dryrun import dry_run, write_inputs  # noqa: E402
+from bench_dryrun import dry_run, pretend_qc_done, write_inputs  # noqa: E402
 
 
 def test_dry_run_of_507_subjects_with_10_fold_cv(tmp_path: Path) -> None:
@@ -12,6 +12,13 @@ def test_dry_run_of_507_subjects_with_10_fold_cv(tmp_path: Path) -> None:
     assert counts["qc_subject"] == 507, text[-3000:]
     assert counts["qc_summary"] == 1 and counts["dataset_manifest"] == 1 and counts["make_splits"] == 1
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
+
+
+def test_dry_run_past_the_qc_checkpoint_plans_every_passing_subject(tmp_path: Path) -> None:
+    folder = write_inputs(tmp_path, 507, 10)
+    pretend_qc_done(folder, 507)
+    _, counts, text = dry_run(folder)
+    assert counts["preprocess_subject"] == 507 and "qc_subject" not in counts, text[-3000:]
 
 
 def test_default_config_dry_run_plans_both_synthetic_datasets(tmp_path: Path) -> None:
