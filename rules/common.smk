@@ -7,7 +7,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the workflow parses without `pip install`
 
 from mskseg import config as mskcfg
-from mskseg.paths import DATASET_PATTERN, SUBJECT_ID_PATTERN, entity_path
+from mskseg.paths import SUBJECT_ID_PATTERN, entity_path
 
 _resolved = mskcfg.apply_scale(config)
 config.clear()

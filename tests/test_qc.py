@@ -7,7 +7,6 @@ import pytest
 from mskseg.io import write_volume
 from mskseg.qc import QCSettings, check_subject, records_frame, summarise
 from mskseg.volume import Volume
-from tests.conftest import sphere_pair
 
 LABELS = {"a": 1, "b": 2}
 

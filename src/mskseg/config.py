@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,7 +18,6 @@ from mskseg.io.manifest import add_covariates, normalise_manifest, read_manifest
 from mskseg.paths import entity_path
 from mskseg.qc import QCSettings
 
-SOURCE_KINDS = ("synthetic", "manifest", "layout")
 
 
 class ConfigError(ValueError):

@@ -12,19 +12,12 @@ import re
 
 #: subject ids become file names and wildcards: letters, digits, '-', '_', '.', not starting with '.' or '-'
 SUBJECT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-#: dataset names are config keys and folder names
-DATASET_PATTERN = r"[A-Za-z][A-Za-z0-9]*"
 _SUBJECT_RE = re.compile(rf"^{SUBJECT_ID_PATTERN}$")
-_DATASET_RE = re.compile(rf"^{DATASET_PATTERN}$")
 
 
 def is_valid_subject_id(value: str) -> bool:
     """True if ``value`` may be used as a subject id (file names and wildcards)."""
     return bool(_SUBJECT_RE.match(value)) and ".." not in value
-
-
-def is_valid_dataset_name(value: str) -> bool:
-    return bool(_DATASET_RE.match(value))
 
 
 def entity_path(stage: str, dataset: str, suffix: str, *, subject: str | None = None,
