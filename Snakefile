@@ -13,6 +13,9 @@ include: "rules/data.smk"
 include: "rules/qc.smk"
 include: "rules/splits.smk"
 include: "rules/preprocess.smk"
+include: "rules/registration.smk"
+include: "rules/landmarks.smk"
+include: "rules/shape_model.smk"
 
 
 rule all:
@@ -21,6 +24,7 @@ rule all:
         qc_targets,
         split_targets,
         preprocess_targets,
+        shape_targets,
     default_target: True
 
 
@@ -42,3 +46,8 @@ rule splits:
 rule preprocess:
     input:
         preprocess_targets,
+
+
+rule shape:
+    input:
+        shape_targets,

@@ -20,11 +20,18 @@ DATASETS = list(config["datasets"])
 MANIFESTS = {name: mskcfg.dataset_manifest(name, ds) for name, ds in config["datasets"].items()}
 SYNTHETIC = [name for name, ds in config["datasets"].items() if mskcfg.source_kind(ds) == "synthetic"]
 SYNTHETIC_PATTERN = "|".join(SYNTHETIC) or "(?!)"  # (?!) never matches: no synthetic dataset
+SHAPE_MODELS = {name: mskcfg.shape_models(ds) for name, ds in config["datasets"].items()
+                if ds["shape"]["enabled"] and ds.get("bones")}
+BONES = sorted({bone for models in SHAPE_MODELS.values() for bone in models})
+STRUCTURES = sorted({s for models in SHAPE_MODELS.values() for members in models.values() for s, _ in members})
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     subject=SUBJECT_ID_PATTERN,
+    bone="|".join(BONES) or "(?!)",
+    structure="|".join(STRUCTURES) or "(?!)",
+    fold="[A-Za-z0-9]+",
 
 
 def out(stage, suffix, subject=None, **entities):
@@ -120,6 +127,118 @@ def mask_geometry(wildcards):
     return mskcfg.mask_geometry(dataset_cfg(wildcards))
 
 
+# ---- splits ----------------------------------------------------------------------------------
+def split_cfg(wildcards):
+    return dict(dataset_cfg(wildcards).get("split", {}))
+
+
+def split_base(wildcards):
+    """Folder that a fixed split file's relative path is relative to: the working directory."""
+    return str(Path.cwd())
+
+
+def fold_ids(dataset):
+    """The split ids of a dataset (a checkpoint: known once make_splits has run)."""
+    table = checkpoints.make_splits.get(dataset=dataset).output.splits
+    frame = pd.read_csv(table, sep="\t", dtype={"split": str})
+    return sorted(frame["split"].unique(), key=lambda v: (len(v), v))
+
+
+# ---- shape model -----------------------------------------------------------------------------
+def selection_cfg(wildcards):
+    return mskcfg.shape_settings(dataset_cfg(wildcards), "selection")
+
+
+def registration_cfg(wildcards):
+    return mskcfg.shape_settings(dataset_cfg(wildcards), "registration")
+
+
+def landmark_cfg(wildcards):
+    return mskcfg.shape_settings(dataset_cfg(wildcards), "landmarks")
+
+
+def model_cfg(wildcards):
+    return mskcfg.shape_settings(dataset_cfg(wildcards), "model")
+
+
+def bone_members(wildcards):
+    """[[structure, mirrored], ...] of the model {bone}."""
+    return [[s, bool(m)] for s, m in SHAPE_MODELS[wildcards.dataset][wildcards.bone]]
+
+
+def bone_of(dataset, structure):
+    for bone, members in SHAPE_MODELS[dataset].items():
+        for s, mirrored in members:
+            if s == structure:
+                return bone, mirrored
+    raise ValueError(f"{structure} belongs to no shape model of {dataset}")
+
+
+def structure_mirrored(wildcards):
+    return bone_of(wildcards.dataset, wildcards.structure)[1]
+
+
+def reference_subjects(wildcards):
+    return passed_subjects(wildcards.dataset)
+
+
+def reference_masks(wildcards):
+    return expand(out("preprocess", "mask.nii.gz", subject="{subject}"), dataset=wildcards.dataset,
+                  subject=passed_subjects(wildcards.dataset))
+
+
+def structure_reference(wildcards):
+    bone = bone_of(wildcards.dataset, wildcards.structure)[0]
+    return {"reference": entity_path("registration", wildcards.dataset, "reference.nii.gz", bone=bone),
+            "reference_landmarks": entity_path("landmarks", wildcards.dataset, "reference_landmarks.csv", bone=bone),
+            "reference_truth": entity_path("landmarks", wildcards.dataset, "reference_truth.csv", bone=bone)}
+
+
+def registration_reference(wildcards):
+    return structure_reference(wildcards)["reference"]
+
+
+def warp_inputs(wildcards):
+    """Reference landmarks (and, on phantoms, the true landmarks of subject and reference)."""
+    refs = structure_reference(wildcards)
+    inputs = {"reference_landmarks": refs["reference_landmarks"], "reference_truth": refs["reference_truth"]}
+    if wildcards.dataset in SYNTHETIC:
+        inputs["truth"] = entity_path("synthetic", wildcards.dataset, "landmarks.csv", subject=wildcards.subject)
+    return inputs
+
+
+def truth_landmarks(wildcards):
+    """Every passed subject's true landmarks (phantoms only; real data: none)."""
+    if wildcards.dataset not in SYNTHETIC:
+        return []
+    return expand(entity_path("synthetic", wildcards.dataset, "landmarks.csv", subject="{subject}"),
+                  subject=passed_subjects(wildcards.dataset))
+
+
+def bone_instances(dataset, bone):
+    return [(s, structure) for s in passed_subjects(dataset) for structure, _ in SHAPE_MODELS[dataset][bone]]
+
+
+def bone_correspondence(wildcards):
+    return [entity_path("landmarks", wildcards.dataset, "correspondence.json", subject=s, structure=st)
+            for s, st in bone_instances(wildcards.dataset, wildcards.bone)]
+
+
+def bone_landmarks(wildcards):
+    return [entity_path("landmarks", wildcards.dataset, "landmarks.csv", subject=s, structure=st)
+            for s, st in bone_instances(wildcards.dataset, wildcards.bone)]
+
+
+def registration_mem_mb(wildcards, input, attempt):
+    """A registration holds the subject's mask a few times plus working-grid images."""
+    return int(max(1500, 60 * input.size_mb) * attempt)
+
+
+def selection_mem_mb(wildcards, input, attempt):
+    """One mask at a time plus a coarse boolean row per subject."""
+    return int((2000 + 2 * len(input.masks)) * attempt)
+
+
 # ---- targets ---------------------------------------------------------------------------------
 def data_targets(wildcards):
     targets = [entity_path("data", d, "manifest.tsv") for d in DATASETS]
@@ -146,11 +265,12 @@ def preprocess_targets(wildcards):
 
 
 
-# ---- splits ----------------------------------------------------------------------------------
-def split_cfg(wildcards):
-    return dict(dataset_cfg(wildcards).get("split", {}))
-
-
-def split_base(wildcards):
-    """Folder that a fixed split file's relative path is relative to: the working directory."""
-    return str(Path.cwd())
+def shape_targets(wildcards):
+    targets = []
+    for d, models in SHAPE_MODELS.items():
+        for bone in models:
+            targets.append(entity_path("registration", d, "reference.tsv", bone=bone))
+            targets.append(entity_path("landmarks", d, "correspondence.tsv", bone=bone))
+            targets += expand(entity_path("shape", d, "{kind}", bone=bone, fold="{fold}"), fold=fold_ids(d),
+                              kind=["model.npz", "quality.tsv", "quality.png", "modes.png"])
+    return targets

@@ -1,7 +1,7 @@
 # Splits: patient-level k-fold / leave-one-out / fixed splits, written once for later rules.
 
 
-rule make_splits:
+checkpoint make_splits:
     """Patient-level train/validation/test splits of the subjects that passed QC."""
     input:
         subjects=out("qc", "subjects.tsv"),

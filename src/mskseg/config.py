@@ -8,7 +8,9 @@ labels matching its phantom). Errors name the config key.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -137,6 +139,22 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
         if dict(labels) != LABELS[kind]:
             raise ConfigError(f"{key}.labels: the synthetic {kind} phantom writes {LABELS[kind]}, "
                               f"the config declares {dict(labels)}")
+    shape = dataset.get("shape", {})
+    for model, members in (shape.get("models") or {}).items():
+        known(f"shape.models.{model}", list(members))
+    known("shape.mirror", list(shape.get("mirror", [])))
+    if shape.get("enabled", True) and dataset.get("bones"):
+        models = shape_models(dataset)
+        owners: dict[str, str] = {}
+        for model, members in models.items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", model):
+                raise ConfigError(f"{key}.shape.models: model name {model!r} must be letters and digits "
+                                  "(it names files and a wildcard)")
+            for structure, _ in members:
+                if structure in owners:
+                    raise ConfigError(f"{key}.shape.models: {structure!r} is in both {owners[structure]!r} "
+                                      f"and {model!r}")
+                owners[structure] = model
     split = dataset.get("split", {})
     if split.get("method") == "fixed" and not split.get("file"):
         raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
@@ -171,3 +189,56 @@ def preprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
         "crop_labels": tuple(int(dataset["labels"][s]) for s in crop.get("structures", [])),
         "crop_margin_mm": float(crop.get("margin_mm", 10.0)),
     }
+
+
+def _stem(pair: Sequence[str]) -> str:
+    """Common name of a left/right pair: ``femur_left, femur_right -> femur``."""
+    left, right = pair
+    prefix = os.path.commonprefix([left, right]).rstrip("_-. ")
+    return prefix if prefix else f"{left}{right}"
+
+
+def shape_models(dataset: Mapping[str, Any]) -> dict[str, list[tuple[str, bool]]]:
+    """Shape models of a dataset: name -> ``[(structure, mirrored), ...]``.
+
+    Explicit ``shape.models`` win; otherwise each bone is its own model and the two members
+    of a symmetric pair share one, named after their common stem with ``_``/``-`` removed
+    (``femur_left`` + ``femur_right`` -> ``femur``). Mirrored structures are
+    ``shape.mirror`` or, by default, the left (first) member of each symmetric pair.
+    """
+    shape = dataset.get("shape", {})
+    pairs = [list(p) for p in dataset.get("symmetric_pairs", [])]
+    mirror = set(shape.get("mirror") or [p[0] for p in pairs])
+    explicit = shape.get("models")
+    if explicit:
+        return {name: [(s, s in mirror) for s in members] for name, members in explicit.items()}
+    bones = list(dataset.get("bones", []))
+    models: dict[str, list[tuple[str, bool]]] = {}
+    paired = {s for p in pairs for s in p}
+    for bone in bones:
+        if bone not in paired:
+            models[re.sub(r"[^A-Za-z0-9]", "", bone)] = [(bone, bone in mirror)]
+    for pair in pairs:
+        members = [s for s in pair[::-1] if s in bones]  # right first: the unmirrored side
+        if members:
+            models[re.sub(r"[^A-Za-z0-9]", "", _stem(pair))] = [(s, s in mirror) for s in members]
+    return models
+
+
+#: the keys of a dataset's ``shape`` block each shape rule reads (so that changing one setting
+#: re-runs only the rules that use it: e.g. ``n_landmarks`` re-runs no registration)
+SHAPE_PARTS: dict[str, tuple[str, ...]] = {
+    "selection": ("reference", "selection_spacing_mm", "working_spacing_mm", "margin_mm"),
+    "registration": ("backend", "working_spacing_mm", "margin_mm", "min_dice", "max_folding", "affine", "demons",
+                     "ants"),
+    "landmarks": ("n_landmarks", "landmark_seed"),
+    "model": ("procrustes_scale", "n_modes", "variance_kept", "model_roles", "quality"),
+}
+
+
+def shape_settings(dataset: Mapping[str, Any], part: str | None = None) -> dict[str, Any]:
+    """The dataset's ``shape`` block (or the keys one rule reads) with the labels attached."""
+    block = dict(dataset.get("shape", {}))
+    out = block if part is None else {k: block[k] for k in SHAPE_PARTS[part] if k in block}
+    out["labels"] = dict(dataset["labels"])
+    return out

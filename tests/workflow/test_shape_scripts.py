@@ -1,0 +1,333 @@
+"""The shape-model rule scripts' main(), run in sequence on a tiny two-structure dataset.
+
+select_reference -> register_structure -> reference_landmarks -> warp_landmarks ->
+correspondence_table -> shape_model, as the workflow chains them, on five subjects whose
+femur (label 1) is the knobbly ellipsoid of :mod:`tests.registration.phantoms` with a
+bump of varying size in a slightly different pose, and whose tibia (label 2) is a sphere
+elsewhere; a sixth subject's femur is a thin hollow shell that no affine + diffeomorphism
+can turn into a solid bone, so its registration must be recorded as not converged and the
+model must leave it out. Each subject also has "true" landmarks: a fixed set of unit
+directions mapped onto its ellipsoid through its known pose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mskseg.io import read_volume, write_volume
+from mskseg.io.landmarks import read_landmarks_csv, read_slicer_markups
+from mskseg.io.tables import read_table, write_table
+from mskseg.registration.masks import mirror_points
+from mskseg.shape import load_shape_model
+from mskseg.surface import surface_distance
+from mskseg.volume import Volume
+from tests.conftest import ROTATED
+from tests.registration.phantoms import ORIGIN, SPACING, bone, grid_points
+
+GRID = (40, 44, 34)
+AXES = np.array([14.0, 10.0, 8.0])  # the phantom ellipsoid's semi-axes (mm)
+#: per subject: bump radius (mm), rotation about z (degrees), translation (mm)
+POSES = {
+    "s0": (3.0, 0.0, (0.0, 0.0, 0.0)),
+    "s1": (2.0, 4.0, (1.5, -1.0, 0.5)),
+    "s2": (4.0, -3.0, (-1.0, 1.5, -1.0)),
+    "s3": (5.0, 2.0, (2.0, 1.0, 1.0)),
+    "s4": (3.5, -4.0, (-1.5, -1.5, 0.5)),
+    "s5": (3.0, 1.0, (0.5, 0.5, -0.5)),  # the hollow shell
+}
+NORMAL = ["s0", "s1", "s2", "s3", "s4"]
+SHELL = "s5"
+SUBJECTS = NORMAL + [SHELL]
+SHELL_IN = 0.8  # ~1 mm thick: it vanishes at the working spacing
+TRAIN = ["s0", "s1", "s2", "s3", SHELL]
+N_LANDMARKS = 60
+
+SHAPE = {
+    "labels": {"femur": 1, "tibia": 2}, "selection_spacing_mm": 3.0, "working_spacing_mm": 2.0,
+    "margin_mm": 6.0, "min_dice": 0.85, "max_folding": 0.001, "backend": "simpleitk", "affine": {},
+    "demons": {"shrink_factors": [2, 1], "iterations": [20, 10]}, "ants": {}, "n_landmarks": N_LANDMARKS,
+    "landmark_seed": 0, "procrustes_scale": True, "n_modes": None, "variance_kept": None,
+    "model_roles": ["train"], "quality": {"n_samples": 20, "max_modes": 3, "seed": 0}, "reference": None,
+}
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    return np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+
+
+def _directions(n: int = 40) -> np.ndarray:
+    """``n`` unit vectors spread over the sphere (Fibonacci lattice)."""
+    k = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * k / n
+    phi = np.pi * (1.0 + 5**0.5) * k
+    r = np.sqrt(1.0 - z**2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _subject(pts: np.ndarray, centre: np.ndarray, subject: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """(label array, true landmarks) of one subject."""
+    bump, degrees, shift = POSES[subject]
+    rot = _rotation_z(degrees)
+    femur_centre = centre + np.array([0.0, 0.0, -6.0]) + np.asarray(shift)
+    local = (pts - femur_centre) @ rot + femur_centre  # R^T (p - c) + c: the bone turned by R
+    femur = bone(local, femur_centre, bump)
+    if subject == SHELL:
+        q = (local - femur_centre) / AXES
+        r = (q**2).sum(axis=-1)
+        femur = (r < 1.0) & (r > SHELL_IN)  # a thin hollow ellipsoid
+    tibia = np.linalg.norm(pts - (centre + np.array([0.0, 0.0, 13.0])), axis=-1) < 5.0
+    labels = np.zeros(pts.shape[:3], np.uint8)
+    labels[femur] = 1
+    labels[tibia & ~femur] = 2
+    u = _directions()
+    on_ellipsoid = u / np.sqrt(((u / AXES) ** 2).sum(axis=1))[:, None]
+    femur_truth = femur_centre + on_ellipsoid @ rot.T
+    tibia_truth = centre + np.array([0.0, 0.0, 13.0]) + 5.0 * u
+    truth = pd.concat([
+        pd.DataFrame({"structure": st, "index": np.arange(len(u)), "x": p[:, 0], "y": p[:, 1], "z": p[:, 2]})
+        for st, p in (("tibia", tibia_truth), ("femur", femur_truth))  # not sorted by structure
+    ], ignore_index=True)
+    return labels, truth
+
+
+def _build(root: Path) -> dict[str, dict[str, Path]]:
+    pts = grid_points(GRID)
+    centre = pts.reshape(-1, 3).mean(axis=0)
+    files = {}
+    for s in SUBJECTS:
+        labels, truth = _subject(pts, centre, s)
+        mask = root / "masks" / f"sub-{s}_mask.nii.gz"
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        write_volume(Volume(labels, SPACING, ORIGIN, ROTATED), mask)
+        truth_file = root / "truth" / f"sub-{s}_landmarks.csv"
+        truth_file.parent.mkdir(parents=True, exist_ok=True)
+        truth.to_csv(truth_file, index=False, encoding="utf-8")
+        files[s] = {"mask": mask, "truth": truth_file}
+    return files
+
+
+def _run_model(root: Path, data: dict[str, dict[str, Path]], subjects: list[str], mirrored: bool,
+               truth: bool = True) -> dict[str, object]:
+    """select_reference + register_structure + reference_landmarks + warp_landmarks for one model."""
+    from reference_landmarks import main as reference_landmarks
+    from register_structure import main as register_structure
+    from select_reference import main as select_reference
+    from warp_landmarks import main as warp_landmarks
+
+    root.mkdir(parents=True, exist_ok=True)
+    ref = {k: root / f"reference_{k}" for k in ("table.tsv", "image.nii.gz", "mask.nii.gz", "landmarks.csv",
+                                              "markups.mrk.json", "truth.csv")}
+    select_reference(masks=[data[s]["mask"] for s in subjects], subjects=subjects, members=[["femur", mirrored]],
+                     shape=SHAPE, table=ref["table.tsv"], image=ref["image.nii.gz"], mask=ref["mask.nii.gz"],
+                     log=root / "select.log")
+    reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"],
+                        truth=[data[s]["truth"] for s in subjects] if truth else [], shape=SHAPE,
+                        landmarks=ref["landmarks.csv"], markups=ref["markups.mrk.json"], truth_out=ref["truth.csv"],
+                        log=root / "reference_landmarks.log")
+    out: dict[str, object] = {"reference": ref, "subjects": {}}
+    for s in subjects:
+        sub = {k: root / f"sub-{s}_structure-femur_{k}" for k in ("affine.tfm", "field.nii.gz", "registration.json",
+                                                                  "landmarks.csv", "landmarks.mrk.json",
+                                                                  "quality.json")}
+        register_structure(mask=data[s]["mask"], reference=ref["image.nii.gz"], subject=s, structure="femur",
+                           mirrored=mirrored, shape=SHAPE, affine=sub["affine.tfm"], field=sub["field.nii.gz"],
+                           record=sub["registration.json"], log=root / f"register_{s}.log")
+        warp_landmarks(affine=sub["affine.tfm"], field=sub["field.nii.gz"], record=sub["registration.json"],
+                       mask=data[s]["mask"], reference_landmarks=ref["landmarks.csv"],
+                       reference_truth=ref["truth.csv"], truth=data[s]["truth"] if truth else None, subject=s,
+                       structure="femur", mirrored=mirrored, shape=SHAPE, landmarks=sub["landmarks.csv"],
+                       markups=sub["landmarks.mrk.json"], quality=sub["quality.json"], log=root / f"warp_{s}.log")
+        out["subjects"][s] = sub
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    return _build(tmp_path_factory.mktemp("shape_data"))
+
+
+@pytest.fixture(scope="module")
+def femur(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The unmirrored femur model, all six subjects, with truth, then table and shape model."""
+    from correspondence_table import main as correspondence_table
+    from shape_model import main as shape_model
+
+    root = tmp_path_factory.mktemp("femur")
+    run = _run_model(root, data, SUBJECTS, mirrored=False)
+    subs = run["subjects"]
+    run["table"] = root / "correspondence.tsv"
+    correspondence_table(records=[subs[s]["quality.json"] for s in SUBJECTS], table=run["table"],
+                         log=root / "correspondence.log")
+    splits = pd.DataFrame({"split": 0, "subject": SUBJECTS, "patient": [f"p{s}" for s in SUBJECTS],
+                           "role": ["train" if s in TRAIN else "test" for s in SUBJECTS]})
+    write_table(splits, root / "splits.tsv")
+    model = {k: root / f"model_{k}" for k in ("shape.npz", "shape.json", "quality.tsv", "quality.png",
+                                            "quality.svg", "modes.png")}
+    shape_model(correspondence=run["table"], splits=root / "splits.tsv",
+                landmarks=[subs[s]["landmarks.csv"] for s in SUBJECTS], shape=SHAPE, dataset="toy", bone="femur",
+                fold="0", model=model["shape.npz"], header=model["shape.json"], quality=model["quality.tsv"],
+                quality_png=model["quality.png"], quality_svg=model["quality.svg"], modes=model["modes.png"],
+                log=root / "shape_model.log")
+    run["model"] = model
+    run["root"] = root
+    return run
+
+
+def _record(run, s: str) -> dict:
+    return json.loads(run["subjects"][s]["registration.json"].read_text(encoding="utf-8"))
+
+
+def _quality(run, s: str) -> dict:
+    return json.loads(run["subjects"][s]["quality.json"].read_text(encoding="utf-8"))
+
+
+def test_reference_table_has_one_selected_normal_femur(femur) -> None:
+    table = read_table(femur["reference"]["table.tsv"])
+    assert sorted(table["subject"]) == sorted(SUBJECTS)
+    assert table["selected"].sum() == 1
+    chosen = table.loc[table["selected"], "subject"].item()
+    assert chosen in NORMAL
+    assert table["rank"].tolist() == list(range(1, len(SUBJECTS) + 1))
+    assert table.loc[table["subject"] == SHELL, "rank"].item() == len(SUBJECTS)  # the shell overlaps worst
+    assert femur["reference"]["image.nii.gz"].exists() and femur["reference"]["mask.nii.gz"].exists()
+    ref_image = read_volume(femur["reference"]["image.nii.gz"])
+    assert ref_image.spacing == pytest.approx((2.0, 2.0, 2.0))
+
+
+def test_registrations_of_normal_femurs_converge(femur) -> None:
+    for s in NORMAL:
+        record = _record(femur, s)
+        assert record["converged"] is True, (s, record["reason"])
+        assert record["dice"] >= 0.85
+        assert record["reason"] == ""
+        assert record["subject"] == s and record["structure"] == "femur" and record["mirrored"] is False
+        assert record["folding_fraction"] <= 0.001
+
+
+def test_warped_landmarks_lie_on_each_subject_surface(femur, data) -> None:
+    for s in NORMAL:
+        sub = femur["subjects"][s]
+        points = read_landmarks_csv(sub["landmarks.csv"])
+        assert len(points) == N_LANDMARKS
+        assert points["index"].tolist() == list(range(N_LANDMARKS))
+        xyz = points[["x", "y", "z"]].to_numpy()
+        dist = surface_distance(xyz, read_volume(data[s]["mask"]), label=1)
+        assert dist.mean() < 1.0, (s, dist.mean())
+        markups = read_slicer_markups(sub["landmarks.mrk.json"])
+        assert len(markups) == N_LANDMARKS
+        assert np.allclose(markups[["x", "y", "z"]].to_numpy(), xyz)
+        quality = _quality(femur, s)
+        assert quality["n_landmarks"] == N_LANDMARKS
+        assert quality["surface_mean_mm"] == pytest.approx(dist.mean(), abs=1e-6)
+
+
+def test_reference_landmarks_and_truth(femur) -> None:
+    ref = femur["reference"]
+    points = read_landmarks_csv(ref["landmarks.csv"])
+    assert len(points) == N_LANDMARKS
+    markups = read_slicer_markups(ref["markups.mrk.json"])
+    assert np.allclose(markups[["x", "y", "z"]].to_numpy(), points[["x", "y", "z"]].to_numpy())
+    truth = read_landmarks_csv(ref["truth.csv"])
+    assert len(truth) == 40 and truth["index"].tolist() == list(range(40))  # the femur's, sorted
+
+
+def test_truth_errors_are_recorded_and_small(femur) -> None:
+    for s in NORMAL:
+        quality = _quality(femur, s)
+        assert quality["truth_n"] == 40
+        # every true point is carried from the reference's own true point: the mapping between
+        # two translated/rotated ellipsoids is found up to the bump's pull
+        assert quality["truth_mean_mm"] < 1.2, (s, quality["truth_mean_mm"])
+        assert quality["truth_max_mm"] >= quality["truth_p95_mm"] >= 0
+
+
+def test_hollow_shell_is_not_converged_and_left_out(femur) -> None:
+    record = _record(femur, SHELL)
+    assert record["converged"] is False
+    assert "Dice after warping" in record["reason"]
+    assert record["dice"] < 0.85
+    quality = _quality(femur, SHELL)
+    assert quality["converged"] is False and quality["reason"] == record["reason"]
+    log = (femur["root"] / "correspondence.log").read_text(encoding="utf-8")
+    excluded = [line for line in log.splitlines() if "EXCLUDED" in line]
+    assert len(excluded) == 1 and f"EXCLUDED {SHELL} femur" in excluded[0]
+
+
+def test_correspondence_table_has_one_row_per_subject(femur) -> None:
+    table = read_table(femur["table"])
+    assert table["subject"].tolist() == SUBJECTS
+    assert table["converged"].tolist() == [s != SHELL for s in SUBJECTS]
+    for column in ("dice", "surface_mean_mm", "truth_mean_mm", "n_landmarks", "mirrored", "reason"):
+        assert column in table.columns
+
+
+def test_shape_model_uses_the_converged_train_subjects(femur) -> None:
+    model_files = femur["model"]
+    model = load_shape_model(model_files["shape.npz"], model_files["shape.json"])
+    assert sorted(model.subjects) == [f"{s}:femur" for s in TRAIN if s != SHELL]
+    assert model.mean.shape == (N_LANDMARKS, 3)
+    header = json.loads(model_files["shape.json"].read_text(encoding="utf-8"))
+    left_out = header["metadata"]["left_out"]
+    assert set(left_out) == {f"{SHELL}:femur", "s4:femur"}
+    assert "did not converge" in left_out[f"{SHELL}:femur"]
+    assert "test" in left_out["s4:femur"]
+    quality = read_table(model_files["quality.tsv"])
+    assert len(quality) >= 1 and "n_modes" in quality.columns
+    for k in ("quality.png", "quality.svg", "modes.png"):
+        assert model_files[k].stat().st_size > 0
+    assert model_files["quality.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in model_files["quality.svg"].read_bytes()[:2000]
+
+
+def test_mirrored_member_lands_on_the_unmirrored_subject(data, tmp_path: Path) -> None:
+    run = _run_model(tmp_path / "mirrored", data, NORMAL, mirrored=True)
+    table = read_table(run["reference"]["table.tsv"])
+    assert table["mirrored"].tolist() == [True] * len(NORMAL)
+    assert table["selected"].sum() == 1
+    ref_points = read_landmarks_csv(run["reference"]["landmarks.csv"])[["x", "y", "z"]].to_numpy()
+    ref_subject = table.loc[table["selected"], "subject"].item()
+    # the reference landmarks live in the mirrored world: on the mirrored reference surface
+    ref_mask = read_volume(data[ref_subject]["mask"])
+    assert surface_distance(mirror_points(ref_points), ref_mask, label=1).mean() < 0.5
+    for s in NORMAL:
+        record = _record(run, s)
+        assert record["converged"] is True and record["mirrored"] is True, record["reason"]
+        points = read_landmarks_csv(run["subjects"][s]["landmarks.csv"])[["x", "y", "z"]].to_numpy()
+        mask = read_volume(data[s]["mask"])
+        assert surface_distance(points, mask, label=1).mean() < 1.0
+        quality = _quality(run, s)
+        assert quality["mirrored"] is True
+        assert quality["truth_mean_mm"] < 1.2, (s, quality["truth_mean_mm"])
+
+
+def test_without_truth_no_truth_keys(data, tmp_path: Path) -> None:
+    from reference_landmarks import main as reference_landmarks
+    from warp_landmarks import main as warp_landmarks
+
+    subjects = ["s0", "s1", "s2"]
+    run = _run_model(tmp_path / "no_truth", data, subjects, mirrored=False, truth=False)
+    ref = run["reference"]
+    assert read_landmarks_csv(ref["truth.csv"]).empty
+    assert ref["truth.csv"].read_text(encoding="utf-8").strip() == "index,x,y,z"
+    for s in subjects:
+        quality = _quality(run, s)
+        assert not [k for k in quality if k.startswith("truth")]
+        assert quality["surface_mean_mm"] < 1.0
+    # a subject with a truth file but no reference truth: still no truth_* keys
+    sub = run["subjects"]["s1"]
+    warp_landmarks(affine=sub["affine.tfm"], field=sub["field.nii.gz"], record=sub["registration.json"],
+                   mask=data["s1"]["mask"], reference_landmarks=ref["landmarks.csv"], reference_truth=ref["truth.csv"],
+                   truth=data["s1"]["truth"], subject="s1", structure="femur", mirrored=False, shape=SHAPE,
+                   landmarks=tmp_path / "l.csv", markups=tmp_path / "l.mrk.json", quality=tmp_path / "q.json")
+    quality = json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))
+    assert not [k for k in quality if k.startswith("truth")]
+    # truth files that do not include the reference subject: the reference truth is empty
+    reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"], truth=[data["s4"]["truth"]], shape=SHAPE,
+                        landmarks=tmp_path / "r.csv", markups=tmp_path / "r.mrk.json", truth_out=tmp_path / "rt.csv")
+    assert read_landmarks_csv(tmp_path / "rt.csv").empty
