@@ -24,7 +24,8 @@ rule all:
         qc_targets,
         split_targets,
         preprocess_targets,
-        shape_targets,
+        landmark_targets,
+        shape_model_targets,
     default_target: True
 
 
@@ -50,4 +51,5 @@ rule preprocess:
 
 rule shape:
     input:
-        shape_targets,
+        landmark_targets,
+        shape_model_targets,

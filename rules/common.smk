@@ -54,7 +54,7 @@ def manifest_row(wildcards):
 
 # ---- data ------------------------------------------------------------------------------------
 def synthetic_spec(wildcards):
-    return dataset_cfg(wildcards)["source"]["synthetic"]
+    return mskcfg.canonical(dataset_cfg(wildcards)["source"]["synthetic"])
 
 
 def synthetic_index(wildcards):
@@ -73,6 +73,11 @@ def synthetic_outputs(wildcards):
         return []
     return [entity_path("synthetic", wildcards.dataset, "image.nii.gz", subject=s)
             for s in MANIFESTS[wildcards.dataset]["subject"]]
+
+
+def manifest_cfg(wildcards):
+    """What the manifest depends on: the source only (so other settings never redo the QC)."""
+    return mskcfg.canonical({"source": dataset_cfg(wildcards)["source"]})
 
 
 def manifest_source(wildcards):
@@ -120,7 +125,7 @@ def passed_subjects(dataset, labelled=True):
 
 # ---- preprocessing ---------------------------------------------------------------------------
 def preprocess_settings(wildcards):
-    return mskcfg.preprocess_settings(dataset_cfg(wildcards))
+    return mskcfg.canonical(mskcfg.preprocess_settings(dataset_cfg(wildcards)))
 
 
 def mask_geometry(wildcards):
@@ -129,7 +134,7 @@ def mask_geometry(wildcards):
 
 # ---- splits ----------------------------------------------------------------------------------
 def split_cfg(wildcards):
-    return dict(dataset_cfg(wildcards).get("split", {}))
+    return mskcfg.canonical(dataset_cfg(wildcards).get("split", {}))
 
 
 def split_base(wildcards):
@@ -146,19 +151,19 @@ def fold_ids(dataset):
 
 # ---- shape model -----------------------------------------------------------------------------
 def selection_cfg(wildcards):
-    return mskcfg.shape_settings(dataset_cfg(wildcards), "selection")
+    return mskcfg.canonical(mskcfg.shape_settings(dataset_cfg(wildcards), "selection"))
 
 
 def registration_cfg(wildcards):
-    return mskcfg.shape_settings(dataset_cfg(wildcards), "registration")
+    return mskcfg.canonical(mskcfg.shape_settings(dataset_cfg(wildcards), "registration"))
 
 
 def landmark_cfg(wildcards):
-    return mskcfg.shape_settings(dataset_cfg(wildcards), "landmarks")
+    return mskcfg.canonical(mskcfg.shape_settings(dataset_cfg(wildcards), "landmarks"))
 
 
 def model_cfg(wildcards):
-    return mskcfg.shape_settings(dataset_cfg(wildcards), "model")
+    return mskcfg.canonical(mskcfg.shape_settings(dataset_cfg(wildcards), "model"))
 
 
 def bone_members(wildcards):
@@ -265,12 +270,21 @@ def preprocess_targets(wildcards):
 
 
 
-def shape_targets(wildcards):
+def landmark_targets(wildcards):
+    """Reference tables and correspondence tables (known once QC is; not waiting for the splits)."""
     targets = []
     for d, models in SHAPE_MODELS.items():
         for bone in models:
             targets.append(entity_path("registration", d, "reference.tsv", bone=bone))
             targets.append(entity_path("landmarks", d, "correspondence.tsv", bone=bone))
+    return targets
+
+
+def shape_model_targets(wildcards):
+    """Every fold's shape model and its quality report (known once the splits are)."""
+    targets = []
+    for d, models in SHAPE_MODELS.items():
+        for bone in models:
             targets += expand(entity_path("shape", d, "{kind}", bone=bone, fold="{fold}"), fold=fold_ids(d),
                               kind=["model.npz", "quality.tsv", "quality.png", "modes.png"])
     return targets

@@ -34,7 +34,7 @@ rule dataset_manifest:
     output:
         manifest=out("data", "manifest.tsv"),
     params:
-        dataset=dataset_cfg,
+        dataset=manifest_cfg,
     log:
         log_path("data", "manifest"),
     conda:

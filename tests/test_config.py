@@ -1,7 +1,17 @@
 import pytest
 import yaml
 
-from mskseg.config import ConfigError, apply_scale, check_dataset, dataset_manifest, preprocess_settings, qc_settings
+from mskseg.config import (
+    ConfigError,
+    apply_scale,
+    canonical,
+    check_dataset,
+    dataset_manifest,
+    preprocess_settings,
+    qc_settings,
+    shape_models,
+    shape_settings,
+)
 from tests.conftest import REPO
 
 
@@ -50,3 +60,34 @@ def test_synthetic_manifest_and_settings() -> None:
     assert qc_settings(hip, {}).expected_values == (1, 2, 3, 4, 5)
     assert preprocess_settings(hip)["modality"] == "ct"
     assert preprocess_settings(hip)["crop_labels"] == (1, 2, 3, 4, 5)
+
+
+def test_shape_models_pool_left_and_right_and_mirror_the_left() -> None:
+    hip = _config()["datasets"]["hip"]
+    assert shape_models(hip) == {"sacrum": [("sacrum", False)],
+                                 "femur": [("femur_right", False), ("femur_left", True)],
+                                 "hip": [("hip_right", False), ("hip_left", True)]}
+    knee = _config()["datasets"]["knee"]
+    assert shape_models(knee) == {"femur": [("femur", False)], "tibia": [("tibia", False)]}
+    custom = {**hip, "shape": {"models": {"thigh": ["femur_left", "femur_right"]}, "mirror": ["femur_right"]}}
+    assert shape_models(custom) == {"thigh": [("femur_left", False), ("femur_right", True)]}
+
+
+def test_shape_config_errors_name_the_key() -> None:
+    hip = _config()["datasets"]["hip"]
+    with pytest.raises(ConfigError, match=r"datasets.hip.shape.models.thigh: \['knee'\] not among"):
+        check_dataset("hip", {**hip, "shape": {"models": {"thigh": ["knee"]}}})
+    with pytest.raises(ConfigError, match="'femur_left' is in both 'a' and 'b'"):
+        check_dataset("hip", {**hip, "shape": {"models": {"a": ["femur_left"], "b": ["femur_left"]}}})
+    with pytest.raises(ConfigError, match="model name 'a_b' must be letters and digits"):
+        check_dataset("hip", {**hip, "shape": {"models": {"a_b": ["femur_left"]}}})
+
+
+def test_each_shape_rule_sees_only_its_settings_in_a_canonical_order() -> None:
+    knee = _config()["datasets"]["knee"]
+    knee = {**knee, "shape": {"n_landmarks": 7, "working_spacing_mm": 2.0, "demons": {"iterations": [1]}}}
+    assert shape_settings(knee, "landmarks") == {"n_landmarks": 7, "labels": knee["labels"]}
+    assert "n_landmarks" not in shape_settings(knee, "registration")
+    a = canonical({"b": 1, "a": {"y": (1, 2), "x": None}})
+    assert list(a) == ["a", "b"] and list(a["a"]) == ["x", "y"] and a["a"]["y"] == [1, 2]
+    assert repr(canonical({"k": 3, "m": 1})) == repr(canonical({"m": 1, "k": 3}))

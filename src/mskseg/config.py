@@ -21,9 +21,21 @@ from mskseg.paths import entity_path
 from mskseg.qc import QCSettings
 
 
-
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the key."""
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively), as plain dicts and lists.
+
+    Snakemake re-runs a job when its params change, comparing them as written; params in a
+    canonical order make reordering keys in ``config.yaml`` change nothing.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +145,9 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     for pair in dataset.get("symmetric_pairs", []):
         known("symmetric_pairs", list(pair))
     if source_kind(dataset) == "synthetic":
-        from mskseg.synthetic import LABELS  # imported here: only synthetic datasets need it
+        from mskseg.synthetic import (
+            LABELS,  # imported here: only synthetic datasets need it
+        )
 
         kind = dataset["source"]["synthetic"]["kind"]
         if dict(labels) != LABELS[kind]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -24,4 +25,21 @@ def setup_logging(log: str | Path | None, name: str = "mskseg") -> logging.Logge
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)
     logger.propagate = False
+    if log is not None:
+        sys.excepthook = _log_then_raise(Path(log))
     return logging.getLogger(name if name.startswith("mskseg") else f"mskseg.{name}")
+
+
+def _log_then_raise(log: Path):  # noqa: ANN202 - returns an excepthook
+    """An excepthook that also writes an uncaught error (and its traceback) to the rule's log,
+    where Snakemake tells the user to look."""
+
+    def hook(kind, value, tb) -> None:  # noqa: ANN001
+        try:
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write("ERROR: " + "".join(traceback.format_exception(kind, value, tb)))
+        except OSError:
+            pass
+        sys.__excepthook__(kind, value, tb)
+
+    return hook

@@ -19,6 +19,9 @@ def test_dry_run_past_the_qc_checkpoint_plans_every_passing_subject(tmp_path: Pa
     pretend_qc_done(folder, 507)
     _, counts, text = dry_run(folder)
     assert counts["preprocess_subject"] == 507 and "qc_subject" not in counts, text[-3000:]
+    # the shape stage: one registration and one landmark job per subject and bone (femur, tibia)
+    assert counts["register_structure"] == 2 * 507 and counts["warp_landmarks"] == 2 * 507
+    assert counts["select_reference"] == 2 and counts["correspondence_table"] == 2
 
 
 def test_default_config_dry_run_plans_both_synthetic_datasets(tmp_path: Path) -> None:

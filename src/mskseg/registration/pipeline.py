@@ -129,7 +129,8 @@ def register_to_reference(fixed: sitk.Image, moving_mask: Volume, settings: Regi
     if not record["dice"] >= settings.min_dice:
         reasons.append(f"Dice after warping {record['dice']:.3f} < min_dice {settings.min_dice}")
     if finite and record["folding_fraction"] > settings.max_folding:
-        reasons.append(f"field folds on {record['folding_fraction']:.2%} of voxels > max_folding {settings.max_folding}")
+        reasons.append(f"field folds on {record['folding_fraction']:.2%} of voxels "
+                       f"> max_folding {settings.max_folding}")
     record["converged"] = not reasons
     record["reason"] = "; ".join(reasons)
     record["affine_matrix"] = affine_matrix(affine).tolist()
