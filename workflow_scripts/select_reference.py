@@ -37,7 +37,9 @@ def main(*, masks: list[Path], subjects: list[str], members: list[list[Any]], sh
     write_table(scores, table)
     ref = chosen_instance(scores)
     binary = load(ref)
-    write_volume(crop_to_structure(binary, shape["margin_mm"], pad=False), mask)
+    # at least two voxels of background around the bone, so that only a real cut by the field of
+    # view touches the border of the written mask (landmarks are not sampled on such cuts)
+    write_volume(crop_to_structure(binary, max(shape["margin_mm"], 2 * max(binary.spacing)), pad=False), mask)
     fixed = working_image(binary, shape["working_spacing_mm"], shape["margin_mm"])
     write_volume(from_sitk(fixed), image)
     logger.info("reference %s%s; working grid %s at %.2f mm\n%s", ref.key, " (mirrored)" if ref.mirrored else "",

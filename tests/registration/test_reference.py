@@ -215,9 +215,6 @@ def test_mirrored_instances_are_loaded_mirrored(population) -> None:
     assert (table["dice_to_provisional"] > 0.85).all()  # mirrored alike: still aligned
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: reference.py line 97 compares sitk.GetArrayViewFromImage(warp_image(...)) > 0.5 after the "
-    "temporary image is freed; the view reads freed memory (run-to-run differences in the scores)"))
 def test_aligned_masks_are_read_while_their_image_lives(population, monkeypatch) -> None:
     """A numpy view of a SimpleITK image does not keep the image alive.
 

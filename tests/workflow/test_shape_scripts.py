@@ -5,8 +5,9 @@ correspondence_table -> shape_model, as the workflow chains them, on five subjec
 femur (label 1) is the knobbly ellipsoid of :mod:`tests.registration.phantoms` with a
 bump of varying size in a slightly different pose, and whose tibia (label 2) is a sphere
 elsewhere; a sixth subject's femur is a thin hollow shell that no affine + diffeomorphism
-can turn into a solid bone, so its registration must be recorded as not converged and the
-model must leave it out. Each subject also has "true" landmarks: a fixed set of unit
+can turn into a solid bone (it is about 1 mm thick and vanishes on the 2 mm working grid), so
+its registration must be recorded as not converged and the model must leave it out. Fold 0
+trains on s0-s3 and the shell, and tests on s4. Each subject also has "true" landmarks: a fixed set of unit
 directions mapped onto its ellipsoid through its known pose.
 """
 
@@ -19,12 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mskseg.correspondence import interior_faces
 from mskseg.io import read_volume, write_volume
 from mskseg.io.landmarks import read_landmarks_csv, read_slicer_markups
 from mskseg.io.tables import read_table, write_table
 from mskseg.registration.masks import mirror_points
 from mskseg.shape import load_shape_model
-from mskseg.surface import surface_distance
+from mskseg.surface import mask_surface, surface_distance
 from mskseg.volume import Volume
 from tests.conftest import ROTATED
 from tests.registration.phantoms import ORIGIN, SPACING, bone, grid_points
@@ -227,14 +229,32 @@ def test_warped_landmarks_lie_on_each_subject_surface(femur, data) -> None:
         assert quality["surface_mean_mm"] == pytest.approx(dist.mean(), abs=1e-6)
 
 
-def test_reference_landmarks_and_truth(femur) -> None:
+def test_reference_landmarks_and_truth(femur, data) -> None:
     ref = femur["reference"]
+    chosen = read_table(ref["table.tsv"]).query("selected")["subject"].item()
+    mask = read_volume(ref["mask.nii.gz"])
+    subject_mask = read_volume(data[chosen]["mask"])
+    # the reference mask is the chosen femur, cropped (same world), off the crop border
+    assert int(mask.array.sum()) == int((subject_mask.array == 1).sum())
+    assert set(np.unique(mask.array)) == {0, 1}
+    assert not any(mask.array.take(i, axis=a).any() for a in range(3) for i in (0, -1))
+    vertices, faces = mask_surface(mask)
+    kept = len(interior_faces(vertices, faces, mask))
+    assert kept == len(faces), f"{len(faces) - kept} of {len(faces)} faces taken for field-of-view caps"
     points = read_landmarks_csv(ref["landmarks.csv"])
-    assert len(points) == N_LANDMARKS
+    assert len(points) == N_LANDMARKS and points["index"].tolist() == list(range(N_LANDMARKS))
+    xyz = points[["x", "y", "z"]].to_numpy()
+    assert surface_distance(xyz, subject_mask, label=1).max() < 1e-3  # NIfTI keeps the origin in float32
+    # spread over the bone: landmarks on every side of it
+    spread = xyz.max(axis=0) - xyz.min(axis=0)
+    assert (spread > 0.8 * 2 * np.array([8.0, 8.0, 8.0])).all(), spread
     markups = read_slicer_markups(ref["markups.mrk.json"])
-    assert np.allclose(markups[["x", "y", "z"]].to_numpy(), points[["x", "y", "z"]].to_numpy())
+    assert np.allclose(markups[["x", "y", "z"]].to_numpy(), xyz)
+    assert markups["label"].iloc[0] == "femur-1"
     truth = read_landmarks_csv(ref["truth.csv"])
-    assert len(truth) == 40 and truth["index"].tolist() == list(range(40))  # the femur's, sorted
+    expected = pd.read_csv(data[chosen]["truth"]).query("structure == 'femur'").sort_values("index")
+    assert truth["index"].tolist() == list(range(40))  # the chosen subject's femur, sorted
+    assert np.allclose(truth[["x", "y", "z"]].to_numpy(), expected[["x", "y", "z"]].to_numpy())
 
 
 def test_truth_errors_are_recorded_and_small(femur) -> None:
@@ -250,6 +270,7 @@ def test_truth_errors_are_recorded_and_small(femur) -> None:
 def test_hollow_shell_is_not_converged_and_left_out(femur) -> None:
     record = _record(femur, SHELL)
     assert record["converged"] is False
+    assert record["dice"] < 0.5
     assert "Dice after warping" in record["reason"]
     assert record["dice"] < 0.85
     quality = _quality(femur, SHELL)
@@ -295,6 +316,9 @@ def test_mirrored_member_lands_on_the_unmirrored_subject(data, tmp_path: Path) -
     # the reference landmarks live in the mirrored world: on the mirrored reference surface
     ref_mask = read_volume(data[ref_subject]["mask"])
     assert surface_distance(mirror_points(ref_points), ref_mask, label=1).mean() < 0.5
+    written = read_volume(run["reference"]["mask.nii.gz"])  # the mirrored crop, its reflection kept on disk
+    assert np.linalg.det(written.direction) == pytest.approx(-np.linalg.det(ref_mask.direction))
+    assert surface_distance(ref_points, written).max() < 1e-3
     for s in NORMAL:
         record = _record(run, s)
         assert record["converged"] is True and record["mirrored"] is True, record["reason"]
@@ -331,3 +355,19 @@ def test_without_truth_no_truth_keys(data, tmp_path: Path) -> None:
     reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"], truth=[data["s4"]["truth"]], shape=SHAPE,
                         landmarks=tmp_path / "r.csv", markups=tmp_path / "r.mrk.json", truth_out=tmp_path / "rt.csv")
     assert read_landmarks_csv(tmp_path / "rt.csv").empty
+
+
+def test_reference_landmarks_cover_the_whole_bone_with_zero_margin(data, tmp_path: Path) -> None:
+    from select_reference import main as select_reference
+
+    subjects = ["s0", "s1", "s2"]
+    select_reference(masks=[data[s]["mask"] for s in subjects], subjects=subjects, members=[["femur", False]],
+                     shape=dict(SHAPE, margin_mm=0.0), table=tmp_path / "t.tsv", image=tmp_path / "i.nii.gz",
+                     mask=tmp_path / "m.nii.gz")
+    chosen = read_table(tmp_path / "t.tsv").query("selected")["subject"].item()
+    femur = read_volume(data[chosen]["mask"]).array == 1
+    assert not any(femur.take([0, -1], axis=a).any() for a in range(3))  # the field of view cuts nothing
+    mask = read_volume(tmp_path / "m.nii.gz")
+    vertices, faces = mask_surface(mask)
+    kept = len(interior_faces(vertices, faces, mask))
+    assert kept == len(faces), f"{len(faces) - kept} of {len(faces)} faces taken for field-of-view caps"

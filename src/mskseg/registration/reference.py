@@ -94,7 +94,8 @@ def select_reference(instances: Sequence[Instance], load: Callable[[Instance], o
             rows[i] = fixed_rows.ravel()
             continue
         result = register_affine(fixed, moving, affine)
-        aligned = sitk.GetArrayViewFromImage(warp_image(moving, fixed, result.transform, None)) > 0.5
+        warped = warp_image(moving, fixed, result.transform, None)  # keep it alive: a view does not
+        aligned = sitk.GetArrayViewFromImage(warped) > 0.5
         rows[i] = aligned.ravel()
         to_provisional[i] = dice(fixed_rows, aligned)
     matrix = dice_matrix(rows)
