@@ -49,7 +49,7 @@ def run_case(cache: Path, fixed_id: int, moving_id: int, bone: str, backend: str
              threads: int) -> dict:
     import pandas as pd
 
-    from mskseg.correspondence import carry_to_subject, true_points, truth_errors
+    from mskseg.correspondence import carry_frame, true_points, truth_errors
     from mskseg.io import read_volume
     from mskseg.registration import set_threads
     from mskseg.registration.masks import structure_mask, working_image
@@ -65,10 +65,7 @@ def run_case(cache: Path, fixed_id: int, moving_id: int, bone: str, backend: str
     result = register_to_reference(fixed, structure_mask(moving_mask, LABELS[bone]), settings)
     seconds = time.perf_counter() - start
     ref_truth = true_points(pd.read_csv(cache / f"knee{fixed_id}_landmarks.csv"), bone)
-    carried = carry_to_subject(ref_truth[["x", "y", "z"]].to_numpy(), result.affine, result.field, False)
-    carried_frame = pd.DataFrame({"index": ref_truth["index"], "x": carried[:, 0], "y": carried[:, 1],
-                                  "z": carried[:, 2]})
-    errors = truth_errors(carried_frame, true_points(pd.read_csv(cache / f"knee{moving_id}_landmarks.csv"), bone))
+    errors = truth_errors(carry_frame(ref_truth, result.affine, result.field, False), true_points(pd.read_csv(cache / f"knee{moving_id}_landmarks.csv"), bone))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"bone": bone, "backend": backend, "working_spacing_mm": spacing, "threads": threads,
             "grid": list(fixed.GetSize()), "seconds": round(seconds, 2), "peak_rss_MiB": round(peak),

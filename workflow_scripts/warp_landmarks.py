@@ -7,7 +7,7 @@ from typing import Any
 import _bootstrap  # noqa: F401
 import pandas as pd
 
-from mskseg.correspondence import carry_to_subject, quality_record, true_points, truth_errors
+from mskseg.correspondence import carry_frame, quality_record, true_points, truth_errors
 from mskseg.io import read_volume, write_text
 from mskseg.io.landmarks import read_landmarks_csv, write_landmarks_csv, write_slicer_markups
 from mskseg.logs import setup_logging
@@ -21,18 +21,15 @@ def main(*, affine: Path, field: Path, record: Path, mask: Path, reference_landm
     tx, disp = read_transform(affine), read_field(field)
     reg = json.loads(Path(record).read_text(encoding="utf-8"))
     ref = read_landmarks_csv(reference_landmarks)
-    carried = carry_to_subject(ref[["x", "y", "z"]].to_numpy(), tx, disp, mirrored)
-    table = pd.DataFrame({"index": ref["index"].to_numpy(), "x": carried[:, 0], "y": carried[:, 1],
-                          "z": carried[:, 2]})
+    table = carry_frame(ref, tx, disp, mirrored)
+    carried = table[["x", "y", "z"]].to_numpy()
     write_landmarks_csv(table, landmarks)
     write_slicer_markups(carried, markups, name=f"{subject}-{structure}")
     errors = None
     ref_truth = read_landmarks_csv(reference_truth) if truth is not None else None
     if ref_truth is not None and len(ref_truth):
-        moved = carry_to_subject(ref_truth[["x", "y", "z"]].to_numpy(), tx, disp, mirrored)
-        moved_table = pd.DataFrame({"index": ref_truth["index"].to_numpy(), "x": moved[:, 0], "y": moved[:, 1],
-                                    "z": moved[:, 2]})
-        errors = truth_errors(moved_table, true_points(pd.read_csv(truth, encoding="utf-8"), structure))
+        truth_table = true_points(pd.read_csv(truth, encoding="utf-8"), structure)
+        errors = truth_errors(carry_frame(ref_truth, tx, disp, mirrored), truth_table)
     scores = quality_record(carried, read_volume(mask), shape["labels"][structure], truth_error=errors)
     done = {"subject": subject, "structure": structure, "mirrored": mirrored, "converged": reg["converged"],
             "reason": reg.get("reason", ""), "dice": reg["dice"], "n_landmarks": len(table), **scores}

@@ -54,6 +54,14 @@ def carry_to_subject(points: np.ndarray, affine: sitk.Transform, field_image: si
     return mirror_points(warped) if mirrored else warped
 
 
+def carry_frame(landmarks: pd.DataFrame, affine: sitk.Transform, field_image: sitk.Image | None,
+                mirrored: bool) -> pd.DataFrame:
+    """A landmark table (``index, x, y, z``) carried to the subject; indices kept."""
+    xyz = carry_to_subject(landmarks[["x", "y", "z"]].to_numpy(dtype=float), affine, field_image, mirrored)
+    return pd.DataFrame({"index": landmarks["index"].to_numpy(dtype=int), "x": xyz[:, 0], "y": xyz[:, 1],
+                         "z": xyz[:, 2]})
+
+
 def true_points(truth: pd.DataFrame, structure: str, *, mirrored: bool = False) -> pd.DataFrame:
     """A phantom's true landmarks of one structure (``index, x, y, z``), reflected if asked."""
     rows = truth[truth["structure"] == structure].sort_values("index")

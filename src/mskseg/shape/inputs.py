@@ -18,8 +18,9 @@ from mskseg.io.landmarks import read_landmarks_csv
 from mskseg.registration.masks import mirror_points
 
 
-def _truthy(values: pd.Series) -> pd.Series:
-    return values.astype(str).str.lower().isin(["true", "1"])
+def _truthy(value: object) -> bool:
+    """A table cell read back as text or bool: ``True``/``true``/``1``."""
+    return str(value).lower() in ("true", "1")
 
 
 def fold_shapes(correspondence: pd.DataFrame, splits: pd.DataFrame, landmark_files: Sequence[Path], *,
@@ -43,14 +44,14 @@ def fold_shapes(correspondence: pd.DataFrame, splits: pd.DataFrame, landmark_fil
         if role.get(subject) not in roles:
             left_out[key] = f"role {role.get(subject, 'none')} in fold {fold}"
             continue
-        if not _truthy(pd.Series([row["converged"]])).iloc[0]:
+        if not _truthy(row["converged"]):
             left_out[key] = f"registration did not converge: {row.get('reason', '')}"
             continue
         name = f"sub-{subject}_structure-{structure}_landmarks.csv"
         if name not in files:
             raise ValueError(f"no landmark file {name} among the inputs")
         points = read_landmarks_csv(files[name]).sort_values("index")[["x", "y", "z"]].to_numpy(dtype=float)
-        mirrored = _truthy(pd.Series([row["mirrored"]])).iloc[0]
+        mirrored = _truthy(row["mirrored"])
         shapes.append(mirror_points(points) if mirrored else points)
         keys.append(key)
     if len(shapes) < 3:
