@@ -16,6 +16,8 @@ include: "rules/preprocess.smk"
 include: "rules/registration.smk"
 include: "rules/landmarks.smk"
 include: "rules/shape_model.smk"
+include: "rules/predictions.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:
@@ -26,6 +28,7 @@ rule all:
         preprocess_targets,
         landmark_targets,
         shape_model_targets,
+        evaluation_targets,
     default_target: True
 
 
@@ -53,3 +56,8 @@ rule shape:
     input:
         landmark_targets,
         shape_model_targets,
+
+
+rule tables:
+    input:
+        evaluation_targets,

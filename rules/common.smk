@@ -24,6 +24,11 @@ SHAPE_MODELS = {name: mskcfg.shape_models(ds) for name, ds in config["datasets"]
                 if ds["shape"]["enabled"] and ds.get("bones")}
 BONES = sorted({bone for models in SHAPE_MODELS.values() for bone in models})
 STRUCTURES = sorted({s for models in SHAPE_MODELS.values() for members in models.values() for s, _ in members})
+EVAL_METHODS = {name: mskcfg.evaluated_methods(ds) for name, ds in config["datasets"].items()
+                if mskcfg.evaluated_methods(ds)}
+PERTURBED = sorted({m for ds in config["datasets"].values() for m, spec in (ds.get("methods") or {}).items()
+                    if spec["kind"] == "perturbed"})
+METHODS = sorted({m for ds in config["datasets"].values() for m in (ds.get("methods") or {})})
 
 
 wildcard_constraints:
@@ -32,6 +37,8 @@ wildcard_constraints:
     bone="|".join(BONES) or "(?!)",
     structure="|".join(STRUCTURES) or "(?!)",
     fold="[A-Za-z0-9]+",
+    method="|".join(METHODS) or "(?!)",
+    metric="|".join(mskcfg.TABLE_METRICS),
 
 
 def out(stage, suffix, subject=None, **entities):
@@ -244,6 +251,80 @@ def selection_mem_mb(wildcards, input, attempt):
     return int((2000 + 2 * len(input.masks)) * attempt)
 
 
+# ---- predictions and evaluation ----------------------------------------------------------------
+def method_spec(wildcards):
+    return dataset_cfg(wildcards)["methods"][wildcards.method]
+
+
+def perturb_cfg(wildcards):
+    return mskcfg.canonical(mskcfg.perturb_settings(dataset_cfg(wildcards), wildcards.method))
+
+
+def prediction_path(wildcards):
+    """A method's prediction for a subject: made by the workflow, or a user's file (kind files)."""
+    spec = method_spec(wildcards)
+    if spec["kind"] == "files":
+        return spec["path"].format(subject=wildcards.subject)
+    return entity_path("predictions", wildcards.dataset, "pred.nii.gz", subject=wildcards.subject,
+                       method=wildcards.method)
+
+
+def evaluated_subjects(dataset):
+    """Subjects with a test role in the splits (each is scored once, by the fold that tests it)."""
+    table = checkpoints.make_splits.get(dataset=dataset).output.splits
+    frame = pd.read_csv(table, sep="\t", dtype={"split": str, "subject": str})
+    return list(dict.fromkeys(frame.loc[frame["role"] == "test", "subject"]))
+
+
+def eval_settings(wildcards):
+    return mskcfg.canonical(mskcfg.evaluation_settings(dataset_cfg(wildcards)))
+
+
+def eval_labels(wildcards):
+    return mskcfg.canonical(dict(dataset_cfg(wildcards)["labels"]))
+
+
+def eval_threads(wildcards):
+    return mskcfg.evaluation_settings(dataset_cfg(wildcards))["threads"]
+
+
+def subject_results(kind):
+    def inputs(wildcards):
+        return [entity_path("evaluation", wildcards.dataset, kind, subject=s, method=wildcards.method)
+                for s in evaluated_subjects(wildcards.dataset)]
+    return inputs
+
+
+def collected_subjects(wildcards):
+    return evaluated_subjects(wildcards.dataset)
+
+
+def method_tables(kind):
+    def inputs(wildcards):
+        return [entity_path("evaluation", wildcards.dataset, kind, method=m) for m in EVAL_METHODS[wildcards.dataset]]
+    return inputs
+
+
+def tables_cfg(wildcards):
+    return mskcfg.canonical(mskcfg.table_settings(dataset_cfg(wildcards)))
+
+
+def tables_metrics(wildcards):
+    return mskcfg.table_metrics(dataset_cfg(wildcards))
+
+
+def metric_tables_of(wildcards):
+    return [entity_path("tables", wildcards.dataset, "table.md", metric=m) for m in tables_metrics(wildcards)]
+
+
+def study_sizes(wildcards):
+    return mskcfg.canonical(dict(dataset_cfg(wildcards)["evaluation"]["training_size"]))
+
+
+def study_inputs(wildcards):
+    return [entity_path("evaluation", wildcards.dataset, "metrics.csv", method=m) for m in study_sizes(wildcards)]
+
+
 # ---- targets ---------------------------------------------------------------------------------
 def data_targets(wildcards):
     targets = [entity_path("data", d, "manifest.tsv") for d in DATASETS]
@@ -287,4 +368,21 @@ def shape_model_targets(wildcards):
         for bone in models:
             targets += expand(entity_path("shape", d, "{kind}", bone=bone, fold="{fold}"), fold=fold_ids(d),
                               kind=["model.npz", "quality.tsv", "quality.png", "modes.png"])
+    return targets
+
+
+def evaluation_targets(wildcards):
+    """Every dataset's tables and plots (known once the splits are)."""
+    targets = []
+    for d in EVAL_METHODS:
+        ds = config["datasets"][d]
+        metrics = mskcfg.table_metrics(ds)
+        targets.append(entity_path("tables", d, "tables.md"))
+        targets += [entity_path("tables", d, suffix, metric=m) for m in metrics
+                    for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
+        targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
+        targets.append(entity_path("plots", d, "fov.png"))
+        if ds["evaluation"]["training_size"]:
+            targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
+                        for m in ds["evaluation"]["training_size_metrics"]]
     return targets

@@ -169,6 +169,7 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
                     raise ConfigError(f"{key}.shape.models: {structure!r} is in both {owners[structure]!r} "
                                       f"and {model!r}")
                 owners[structure] = model
+    check_evaluation(name, dataset)
     split = dataset.get("split", {})
     if split.get("method") == "fixed" and not split.get("file"):
         raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
@@ -256,3 +257,79 @@ def shape_settings(dataset: Mapping[str, Any], part: str | None = None) -> dict[
     out = block if part is None else {k: block[k] for k in SHAPE_PARTS[part] if k in block}
     out["labels"] = dict(dataset["labels"])
     return out
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+#: metrics that can have a table (see schemas/config.schema.yaml, evaluation.tables.metrics)
+TABLE_METRICS = ("dice", "iou", "voe", "ravd", "hd_mm", "hd95_mm", "assd_mm", "gap_dice", "collisions", "mean_iou",
+                 "ref_volume_mm3", "pred_volume_mm3")
+PERTURB_KEYS = ("displacement_mm", "smoothness_mm", "n_blobs", "blob_radius_mm", "offset_mm", "seed")
+
+
+def check_evaluation(name: str, dataset: Mapping[str, Any]) -> None:
+    """Methods, evaluation structures and the training-size study refer to things that exist."""
+    key = f"datasets.{name}"
+    labels = dataset["labels"]
+    methods = dataset.get("methods") or {}
+    ev = dataset.get("evaluation") or {}
+    for field, names in (("evaluation.methods", ev.get("methods") or []),
+                         ("evaluation.training_size", list(ev.get("training_size") or {}))):
+        unknown = [m for m in names if m not in methods]
+        if unknown:
+            raise ConfigError(f"{key}.{field}: {unknown} not among the dataset's methods {list(methods)}")
+    structures = list(labels) + ["all"]
+    for field, names in (("evaluation.fov.structures", (ev.get("fov") or {}).get("structures") or []),
+                         ("evaluation.tables.structures", (ev.get("tables") or {}).get("structures") or [])):
+        unknown = [s for s in names if s not in structures]
+        if unknown:
+            raise ConfigError(f"{key}.{field}: {unknown} not among the declared labels {list(labels)} (or 'all')")
+    for method, spec in methods.items():
+        if spec.get("kind") == "files" and "{subject}" not in str(spec.get("path", "")):
+            raise ConfigError(f"{key}.methods.{method}.path: needs a {{subject}} placeholder")
+
+
+def evaluated_methods(dataset: Mapping[str, Any]) -> list[str]:
+    """Methods scored, in table order."""
+    ev = dataset.get("evaluation") or {}
+    return list(ev.get("methods") or (dataset.get("methods") or {}))
+
+
+def perturb_settings(dataset: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """Keyword arguments of :class:`mskseg.perturb.PerturbSettings` for a perturbed method."""
+    spec = dataset["methods"][method]
+    return {k: spec[k] for k in PERTURB_KEYS if k in spec}
+
+
+def evaluation_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """What one subject's metrics depend on (so table settings never redo the metrics)."""
+    ev = dataset.get("evaluation") or {}
+    return {
+        "percentile": float(ev.get("hd_percentile", 95)),
+        "gap_eps_mm": ev.get("gap_eps_mm", 10.0),
+        "collision_eps_mm": ev.get("collision_eps_mm", 2.0),
+        "fov_axis": (ev.get("fov") or {}).get("axis", "LR"),
+        "threads": int(ev.get("threads", 2)),
+    }
+
+
+def table_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """What the tables, statistics and plots of a dataset depend on."""
+    ev = dataset.get("evaluation") or {}
+    tables = ev.get("tables") or {}
+    fov = ev.get("fov") or {}
+    stats = ev.get("stats") or {}
+    return {
+        "methods": evaluated_methods(dataset),
+        "structures": list(tables.get("structures") or (list(dataset["labels"]) + ["all"])),
+        "decimals": int(tables.get("decimals", 3)),
+        "style": tables.get("style", "mean_sd"),
+        "alpha": float(stats.get("alpha", 0.05)),
+        "p_adjust": stats.get("p_adjust", "holm"),
+        "fov_structures": list(fov.get("structures") or list(dataset["labels"])),
+        "fov_bins": int(fov.get("bins", 20)),
+    }
+
+
+def table_metrics(dataset: Mapping[str, Any]) -> list[str]:
+    ev = dataset.get("evaluation") or {}
+    return list((ev.get("tables") or {}).get("metrics") or ["dice", "voe", "hd_mm", "hd95_mm", "assd_mm"])

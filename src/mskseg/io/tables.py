@@ -30,3 +30,11 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     p = Path(path)
     with atomic_path(p) as tmp:
         frame.to_csv(tmp, sep=_sep(p), index=False)
+
+
+def read_numeric_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a TSV/CSV table of numbers: empty cells are NaN, id columns (and ``method``, ``fold``) text."""
+    p = Path(path)
+    header = pd.read_csv(p, sep=_sep(p), nrows=0).columns
+    ids = set(ID_COLUMNS) | {"method", "fold", "split", "dataset", "surface_flag", "gap_flag"}
+    return pd.read_csv(p, sep=_sep(p), dtype={c: str for c in header if c in ids})

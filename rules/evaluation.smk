@@ -1,0 +1,145 @@
+# Evaluation: per-subject metrics of every method's predictions, collected per method, then tables with
+# statistics, box plots, Dice along the field of view and the training-set-size study per dataset.
+# `snakemake tables` regenerates all of it from the predictions on disk; evaluation settings reach only
+# these rules.
+
+
+rule evaluate_subject:
+    """Every metric of one subject's prediction against its preprocessed reference mask."""
+    input:
+        prediction=prediction_path,
+        reference=out("preprocess", "mask.nii.gz", subject="{subject}"),
+    output:
+        metrics=entity_path("evaluation", "{dataset}", "metrics.csv", subject="{subject}", method="{method}"),
+        confusion=entity_path("evaluation", "{dataset}", "confusion.csv", subject="{subject}", method="{method}"),
+        fov=entity_path("evaluation", "{dataset}", "fov.csv", subject="{subject}", method="{method}"),
+    params:
+        settings=eval_settings,
+        labels=eval_labels,
+    log:
+        log_path("evaluation", "{method}/{subject}"),
+    conda:
+        "../envs/imaging.yaml"
+    threads: eval_threads
+    resources:
+        mem_mb=mem_from_input,
+        runtime=15,
+    script:
+        "../workflow_scripts/evaluate_subject.py"
+
+
+rule collect_metrics:
+    """One method's per-subject metrics (with each subject's test fold), summed confusion and per-slice Dice."""
+    input:
+        metrics=subject_results("metrics.csv"),
+        confusions=subject_results("confusion.csv"),
+        fovs=subject_results("fov.csv"),
+        splits=out("splits", "splits.tsv"),
+    output:
+        table=entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}"),
+        confusion=entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}"),
+        fov=entity_path("evaluation", "{dataset}", "fov.csv", method="{method}"),
+    params:
+        subjects=collected_subjects,
+    log:
+        log_path("evaluation", "{method}/collect"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/collect_metrics.py"
+
+
+rule metric_table:
+    """One metric: table (rows methods, columns structures) in Markdown, CSV and LaTeX, its statistics, box plot."""
+    input:
+        metrics=method_tables("metrics.csv"),
+    output:
+        markdown=report(entity_path("tables", "{dataset}", "table.md", metric="{metric}"), category="Evaluation",
+                        caption="../report/metric_table.rst", labels={"dataset": "{dataset}", "table": "{metric}"}),
+        csv=entity_path("tables", "{dataset}", "table.csv", metric="{metric}"),
+        latex=entity_path("tables", "{dataset}", "table.tex", metric="{metric}"),
+        stats=entity_path("tables", "{dataset}", "stats.csv", metric="{metric}"),
+        box=report(entity_path("plots", "{dataset}", "boxplot.png", metric="{metric}"), category="Evaluation",
+                   caption="../report/boxplot.rst", labels={"dataset": "{dataset}", "plot": "{metric}"}),
+        box_svg=entity_path("plots", "{dataset}", "boxplot.svg", metric="{metric}"),
+    params:
+        settings=tables_cfg,
+    log:
+        log_path("tables", "{metric}"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/metric_table.py"
+
+
+rule fov_curve:
+    """Dice against the normalised field of view, per method and structure: table and plot."""
+    input:
+        fovs=method_tables("fov.csv"),
+    output:
+        curve=entity_path("tables", "{dataset}", "fov.csv"),
+        png=report(entity_path("plots", "{dataset}", "fov.png"), category="Evaluation",
+                   caption="../report/fov.rst", labels={"dataset": "{dataset}", "plot": "field of view"}),
+        svg=entity_path("plots", "{dataset}", "fov.svg"),
+    params:
+        settings=tables_cfg,
+    log:
+        log_path("tables", "fov"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/fov_curve.py"
+
+
+rule table_summary:
+    """All Markdown tables of a dataset in one file."""
+    input:
+        tables=metric_tables_of,
+    output:
+        summary=entity_path("tables", "{dataset}", "tables.md"),
+    log:
+        log_path("tables", "summary"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../workflow_scripts/table_summary.py"
+
+
+rule training_size_study:
+    """Power-law fit of one metric against the number of training subjects (evaluation.training_size)."""
+    input:
+        metrics=study_inputs,
+    output:
+        fits=entity_path("tables", "{dataset}", "powerlaw.csv", study="trainingsize", metric="{metric}"),
+        png=report(entity_path("plots", "{dataset}", "powerlaw.png", study="trainingsize", metric="{metric}"),
+                   category="Evaluation", caption="../report/powerlaw.rst",
+                   labels={"dataset": "{dataset}", "plot": "training size {metric}"}),
+        svg=entity_path("plots", "{dataset}", "powerlaw.svg", study="trainingsize", metric="{metric}"),
+    params:
+        sizes=study_sizes,
+    log:
+        log_path("tables", "trainingsize_{metric}"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/training_size_study.py"

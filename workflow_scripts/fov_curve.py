@@ -1,0 +1,28 @@
+"""Rule fov_curve: Dice against the normalised field of view per method and structure, table and plot."""
+
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+
+from mskseg.io.tables import read_numeric_table, write_table
+from mskseg.logs import setup_logging
+from mskseg.reporting.plots import fov_plot
+from mskseg.reporting.tables import fov_curve
+
+
+def main(*, fovs: list[Path], dataset: str, settings: dict, curve: Path, png: Path, log: Path | None = None) -> None:
+    logger = setup_logging(log, "fov_curve")
+    fov = pd.concat([read_numeric_table(p) for p in fovs], ignore_index=True)
+    fov = fov[fov["structure"].isin(settings["fov_structures"])]
+    table = fov_curve(fov, bins=int(settings["fov_bins"]))
+    write_table(table, curve)
+    fov_plot(table, png.with_suffix(""), title=f"{dataset}: Dice along the normalised field of view")
+    logger.info("%s: %d methods, %d structures, %d bins", dataset, table["method"].nunique(),
+                table["structure"].nunique(), int(settings["fov_bins"]))
+
+
+if __name__ == "__main__":
+    main(fovs=[Path(p) for p in snakemake.input.fovs], dataset=snakemake.wildcards.dataset,  # noqa: F821
+         settings=dict(snakemake.params.settings), curve=Path(snakemake.output.curve),  # noqa: F821
+         png=Path(snakemake.output.png), log=snakemake.log[0])  # noqa: F821

@@ -1,0 +1,36 @@
+"""Rule metric_table: one metric's table (Markdown, CSV, LaTeX), statistics and box plot for a dataset."""
+
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import pandas as pd
+
+from mskseg.io.atomic import write_text
+from mskseg.io.tables import read_numeric_table, write_table
+from mskseg.logs import setup_logging
+from mskseg.reporting.build import metric_tables
+from mskseg.reporting.plots import box_plot
+
+
+def main(*, metrics: list[Path], dataset: str, metric: str, settings: dict, markdown: Path, csv: Path, latex: Path,
+         stats: Path, box: Path, log: Path | None = None) -> None:
+    logger = setup_logging(log, "metric_table")
+    frame = pd.concat([read_numeric_table(p) for p in metrics], ignore_index=True)
+    files = metric_tables(frame, [metric], settings, dataset)[metric]
+    write_text(markdown, files.markdown)
+    write_table(files.csv, csv)
+    write_text(latex, files.latex)
+    write_table(files.stats, stats)
+    shown = frame[frame["structure"] == "all"] if metric == "mean_iou" else frame
+    structures = [s for s in settings["structures"] if s in set(shown["structure"])]
+    box_plot(shown, metric, box.with_suffix(""), methods=list(settings["methods"]), structures=structures,
+             title=f"{dataset}: {metric}")
+    logger.info("%s\n%s", dataset, files.markdown)
+
+
+if __name__ == "__main__":
+    out = snakemake.output  # noqa: F821
+    main(metrics=[Path(p) for p in snakemake.input.metrics], dataset=snakemake.wildcards.dataset,  # noqa: F821
+         metric=snakemake.wildcards.metric, settings=dict(snakemake.params.settings),  # noqa: F821
+         markdown=Path(out.markdown), csv=Path(out.csv), latex=Path(out.latex), stats=Path(out.stats),
+         box=Path(out.box), log=snakemake.log[0])  # noqa: F821

@@ -1,0 +1,27 @@
+"""Rule perturb_prediction: a seeded, perturbed copy of a subject's reference mask as a stand-in prediction."""
+
+import json
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from mskseg.io.atomic import write_text
+from mskseg.io.volumes import read_volume, write_volume
+from mskseg.logs import setup_logging
+from mskseg.perturb import PerturbSettings, perturb_labels
+
+
+def main(*, mask: Path, prediction: Path, record: Path, subject: str, settings: dict, log: Path | None = None) -> None:
+    logger = setup_logging(log, "perturb_prediction")
+    s = PerturbSettings(**settings)
+    ref = read_volume(mask)
+    pred = perturb_labels(ref, s, subject)
+    write_volume(pred, prediction)
+    write_text(record, json.dumps({"subject": subject, "source": str(mask), "settings": settings}, indent=2))
+    logger.info("%s: perturbed %s with %s", subject, mask, s)
+
+
+if __name__ == "__main__":
+    main(mask=Path(snakemake.input.mask), prediction=Path(snakemake.output.prediction),  # noqa: F821
+         record=Path(snakemake.output.record), subject=snakemake.wildcards.subject,  # noqa: F821
+         settings=dict(snakemake.params.settings), log=snakemake.log[0])  # noqa: F821
