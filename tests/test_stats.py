@@ -303,3 +303,14 @@ def test_power_law_noisy_r2_by_hand_and_linear_least_squares() -> None:
 def test_power_law_rejects_bad_input(n: list, y: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         power_law_fit(n, y)
+
+
+@pytest.mark.parametrize("method", ["holm", "bonferroni", "fdr_bh"])
+def test_adjust_pvalues_equals_statsmodels_multipletests(method: str) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 7, 20):
+        p = rng.uniform(0, 0.2, n)
+        p[0] = p[1]  # a tie
+        np.testing.assert_allclose(adjust_pvalues(p, method), multipletests(p, method=method)[1], rtol=0, atol=1e-15)

@@ -17,10 +17,12 @@ def setup_logging(log: str | Path | None, name: str = "mskseg") -> logging.Logge
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
+    if hasattr(sys.stderr, "reconfigure"):  # an ASCII locale must not break a log line holding e.g. "±"
+        sys.stderr.reconfigure(errors="backslashreplace")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log is not None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log, mode="w"))
+        handlers.append(logging.FileHandler(log, mode="w", encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
         logger.addHandler(handler)

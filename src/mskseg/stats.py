@@ -26,7 +26,6 @@ import scikit_posthocs
 from numpy.typing import ArrayLike
 from scipy import optimize
 from scipy import stats as sstats
-from statsmodels.stats.multitest import multipletests
 
 #: multiple-comparison corrections accepted by :func:`adjust_pvalues` and friends
 ADJUST_METHODS = ("holm", "bonferroni", "fdr_bh", "none")
@@ -73,7 +72,25 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray
     if method == "none" or ok.sum() == 1:  # a family of one needs no correction
         out[ok] = p[ok]
     else:
-        out[ok] = multipletests(p[ok], method=method)[1]
+        out[ok] = _adjust(p[ok], method)
+    return out
+
+
+def _adjust(p: np.ndarray, method: str) -> np.ndarray:
+    """Holm, Bonferroni or Benjamini-Hochberg adjusted p-values (as statsmodels' multipletests gives
+    them; written out because multipletests runs a full garbage collection on every call)."""
+    m = p.size
+    if method == "bonferroni":
+        return np.minimum(1.0, p * m)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, ranked * (m - np.arange(m))))
+    else:  # fdr_bh
+        adj = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+        adj = np.minimum(1.0, adj)
+    out = np.empty(m)
+    out[order] = adj
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from mskseg.io import read_volume, write_volume
 from mskseg.io.volumes import write_dicom_series
@@ -18,6 +19,9 @@ from tests.conftest import sphere_pair
 from tests.workflow.wf import snakemake, write_config
 
 pytestmark = pytest.mark.slow
+RULES = {"synthesize_subject", "dataset_manifest", "qc_subject", "qc_summary", "make_splits", "preprocess_subject",
+         "perturb_prediction", "evaluate_subject", "collect_metrics", "metric_table", "fov_curve", "table_summary",
+         "training_size_study", "all"}
 LABELS4 = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
 
 
@@ -79,14 +83,22 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                      "source": {"synthetic": {"kind": "knee", "n_subjects": 3, "seed": 5, "patients": 1}},
                      "split": {"method": "kfold", "k": 3, "n_val_folds": 1},
                      "preprocess": {"crop": {"structures": ["femur", "tibia"], "margin_mm": 5}},
-                     "shape": {"enabled": False}},  # 3 subjects: too few per fold (test_shape_stage.py)
+                     "shape": {"enabled": False},  # 3 subjects: too few per fold (test_shape_stage.py)
+                     "methods": {"exact": {"kind": "perturbed", "displacement_mm": 0.0, "n_blobs": 0},
+                                 "rough": {"kind": "perturbed", "displacement_mm": 1.5, "n_blobs": 2, "seed": 3}},
+                     "evaluation": {"collision_eps_mm": None,
+                                    "tables": {"metrics": ["dice", "hd95_mm", "mean_iou"]},
+                                    "training_size": {"rough": 2, "exact": 6}, "training_size_metrics": ["dice"]}},
             "hip": {"modality": "ct", "labels": {"femur_left": 1, "femur_right": 2, "hip_left": 3, "hip_right": 4,
                                                  "sacrum": 5},
                     "source": {"synthetic": {"kind": "hip", "n_subjects": 3, "seed": 5, "poor_labels": True}},
                     "symmetric_pairs": [["femur_left", "femur_right"], ["hip_left", "hip_right"]],
                     "split": {"method": "loo", "n_val": 1}, "shape": {"enabled": False}},
             "oai": {**spheres, "labels": LABELS4, "source": {"layout": {"name": "oai-zib", "path": "oai"}},
-                    "preprocess": {"spacing": [1.0, 1.0, 1.0], "crop": {"structures": ["femur"], "margin_mm": 2.0}}},
+                    "preprocess": {"spacing": [1.0, 1.0, 1.0], "crop": {"structures": ["femur"], "margin_mm": 2.0}},
+                    # predictions already on disk (here: the preprocessed masks themselves)
+                    "methods": {"ondisk": {"kind": "files",
+                                           "path": "results/preprocess/oai/sub-{subject}_mask.nii.gz"}}},
             "broken": {**spheres, "labels": {"a": 1, "b": 2}, "source": {"manifest": {"path": str(manifest)}},
                        "split": {"method": "kfold", "k": 2, "n_val_folds": 0}},
         },
@@ -152,6 +164,49 @@ def test_synthetic_datasets_are_generated_checked_split_and_preprocessed(run: Pa
     assert hip["split"].nunique() == 3  # leave-one-out: one split per patient
     manifest = _table(run, "data", "hip", "manifest.tsv")
     assert manifest["label_poor"].str.endswith("poormask.nii.gz").all()
+
+
+def test_evaluation_scores_every_test_subject_and_writes_tables_and_plots(run: Path) -> None:
+    knee = pd.read_csv(run / "results/evaluation/knee/method-exact_metrics.csv", dtype={"subject": str})
+    assert sorted(knee["subject"].unique()) == ["knee000", "knee001", "knee002"]
+    assert knee["fold"].notna().all()
+    structures = knee[knee["structure"] != "all"]
+    assert (structures["dice"] == 1.0).all() and (structures["hd_mm"] == 0.0).all()  # displacement 0, no blobs
+    rough = pd.read_csv(run / "results/evaluation/knee/method-rough_metrics.csv")
+    assert (rough.loc[rough["structure"] == "femur", "dice"] < 1.0).all()
+    assert rough["gap_dice"].notna().any() and "collisions" not in rough  # collision_eps_mm: null
+    table = (run / "results/tables/knee/metric-dice_table.md").read_text(encoding="utf-8")
+    assert "| exact |" in table and "| rough |" in table and "femoral_cartilage" in table
+    assert "\\pm" in (run / "results/tables/knee/metric-dice_table.tex").read_text(encoding="utf-8")
+    stats = pd.read_csv(run / "results/tables/knee/metric-dice_stats.csv")
+    assert {"kruskal", "dunn", "wilcoxon"} <= set(stats["test"])
+    assert (run / "results/tables/knee/metric-mean_iou_table.md").is_file()
+    fits = pd.read_csv(run / "results/tables/knee/study-trainingsize_metric-dice_powerlaw.csv")
+    assert set(fits["structure"]) >= {"femur", "tibia"} and fits["b"].notna().all()
+    for png in ("metric-dice_boxplot.png", "fov.png", "study-trainingsize_metric-dice_powerlaw.png"):
+        assert (run / "results/plots/knee" / png).stat().st_size > 1000
+    hip = pd.read_csv(run / "results/evaluation/hip/method-rough_metrics.csv") if (
+        run / "results/evaluation/hip").exists() else None
+    assert hip is None  # the hip dataset declares no methods: nothing to score
+    ondisk = pd.read_csv(run / "results/evaluation/oai/method-ondisk_metrics.csv", dtype={"subject": str})
+    assert sorted(ondisk["subject"].unique()) == ["9000", "9001", "9002"]
+    assert (ondisk.loc[ondisk["structure"] != "all", "dice"] == 1.0).all()
+
+
+def test_a_changed_evaluation_setting_reruns_only_evaluation_rules(run: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["datasets"]["knee"]["evaluation"]["hd_percentile"] = 90
+    config["datasets"]["knee"]["evaluation"]["tables"]["decimals"] = 2
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    dry = snakemake("-n", "--cores", "2", "--configfile", str(path), cwd=run)
+    text = dry.stdout + dry.stderr
+    assert dry.returncode == 0, text[-3000:]
+    planned = {line.split()[0] for line in text.splitlines()
+               if line and line.split()[0] in RULES and len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert planned and planned <= {"evaluate_subject", "collect_metrics", "metric_table", "fov_curve",
+                                   "table_summary", "training_size_study", "all"}, text[-3000:]
+    assert "evaluate_subject" in planned and "perturb_prediction" not in text
 
 
 def test_a_rerun_has_nothing_to_do(run: Path) -> None:

@@ -16,7 +16,8 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.Co
     """Run ``snakemake`` with the repo's Snakefile in ``cwd``; output captured as text."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, env=env, text=True, encoding="utf-8", errors="replace",
+                          capture_output=True, timeout=timeout)
 
 
 def write_config(folder: Path, config: dict) -> Path:
