@@ -101,8 +101,10 @@ def perturb_labels(mask: Volume, settings: PerturbSettings, subject: str) -> Vol
             work = np.where(dist_out <= settings.offset_mm, grown, work)
         else:
             work = np.where((work != 0) & (dist_in <= -settings.offset_mm), 0, work)
-    if settings.n_blobs and values:
-        edge = np.argwhere((work != 0) & (ndimage.minimum_filter(work, size=3) == 0))
+    edge = np.zeros((0, 3), dtype=np.int64)
+    if settings.n_blobs and np.any(work):
+        edge = np.argwhere((work != 0) & (ndimage.minimum_filter(work, size=3, mode="constant", cval=0) == 0))
+    if len(edge) and values:
         ball = _ball(settings.blob_radius_mm, spacing)
         half = np.asarray(ball.shape) // 2
         for _ in range(settings.n_blobs):

@@ -80,7 +80,8 @@ def _as_labels(array: np.ndarray, name: str) -> np.ndarray:
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)) or (a.size and a.min() < 0):
             raise EvaluationInputError(f"{name}: a label map needs whole non-negative numbers, "
                                        f"found non-integral or non-finite values ({a.dtype})")
-        return a.astype(np.uint16 if a.max() > 255 else np.uint8)
+        top = a.max() if a.size else 0
+        return a.astype(np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int64)
     raise EvaluationInputError(f"{name}: cannot read labels from a {a.dtype} array")
 
 
