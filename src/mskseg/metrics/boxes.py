@@ -18,12 +18,16 @@ Box = tuple[slice, slice, slice]
 def nonzero_box(*arrays: np.ndarray) -> Box | None:
     """The smallest box holding every nonzero voxel of all ``arrays`` (same shape); None if all zero."""
     lows, highs = [], []
+    # two passes per array: the max over the last axis, then over the first axis
+    plane = np.zeros(arrays[0].shape[:2], dtype=bool)
+    line = np.zeros(arrays[0].shape[2], dtype=bool)
+    for array in arrays:
+        a = array.view(np.uint8) if array.dtype == bool else array
+        plane |= a.max(axis=2) > 0
+        line |= a.max(axis=0).max(axis=0) > 0
+    present_axes = [plane.any(axis=1), plane.any(axis=0), line]
     for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        present = np.zeros(arrays[0].shape[axis], dtype=bool)
-        for array in arrays:
-            present |= array.max(axis=others) > 0 if array.dtype != bool else array.any(axis=others)
-        hits = np.flatnonzero(present)
+        hits = np.flatnonzero(present_axes[axis])
         if hits.size == 0:
             return None
         lows.append(int(hits[0]))

@@ -54,9 +54,15 @@ def border(mask: np.ndarray) -> np.ndarray:
     return m & ~inner
 
 
+def voxel_indices(mask: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` int64 indices of the True voxels in C order (as ``np.argwhere``, about twice as fast)."""
+    flat = np.flatnonzero(mask)
+    return np.stack(np.unravel_index(flat, mask.shape), axis=1).astype(np.int64, copy=False)
+
+
 def points_mm(mask: np.ndarray, spacing: Sequence[float], offset: Sequence[int] = (0, 0, 0)) -> np.ndarray:
     """``(N, 3)`` coordinates in mm (``(offset + index) * spacing``) of the True voxels of ``mask``."""
-    idx = np.argwhere(mask)
+    idx = voxel_indices(mask)
     return (idx + np.asarray(offset, dtype=np.int64)) * np.asarray(spacing, dtype=float)
 
 
@@ -134,7 +140,7 @@ def directed_distances(
     todo = ~to_border[from_border]
     if not todo.any():
         return out
-    idx = np.argwhere(from_border & ~to_border)
+    idx = voxel_indices(from_border & ~to_border)
     sp = np.asarray(spacing, dtype=float)
     radius = LOCAL_MM
     while len(offset_table(sp, radius)[0]) > MAX_OFFSETS:
@@ -226,6 +232,18 @@ def local_nearest(
     return out
 
 
+def nearest_points(trees: Sequence[cKDTree], points: np.ndarray, upper: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: the distance to the nearest point of any tree and that point (nan beyond ``upper``)."""
+    d = np.full(len(points), np.inf)
+    where = np.full((len(points), 3), np.nan)
+    for tree in trees:
+        dt, it = tree.query(points, k=1, distance_upper_bound=upper)
+        better = dt < d
+        d[better] = dt[better]
+        where[better] = tree.data[it[better]]
+    return d, where
+
+
 def tree_distance(trees: Sequence[cKDTree], points: np.ndarray, upper: float, combine: str = "min") -> np.ndarray:
     """Per point: the distance to the nearest tree point (``min``) or the sum of the distances to
     the two nearest trees (``sum2``; inf with fewer than two trees); inf beyond ``upper``."""
@@ -243,7 +261,7 @@ def tree_distance(trees: Sequence[cKDTree], points: np.ndarray, upper: float, co
     return d[:, 0] + d[:, 1]
 
 
-def _levels(spacing: np.ndarray, eps_mm: float) -> list[np.ndarray]:
+def levels(spacing: np.ndarray, eps_mm: float) -> list[np.ndarray]:
     """Block shapes (voxels per axis) from coarse to 1 voxel: halving, the coarsest about max(eps, 4 mm)."""
     top = np.maximum(1, 2 ** np.floor(np.log2(np.maximum(1.0, max(eps_mm, 4.0) / spacing)))).astype(np.int64)
     levels = [top]
@@ -297,39 +315,61 @@ def within_distance(
     def inside(d: np.ndarray) -> np.ndarray:
         return d < limit if strict else d <= limit
 
-    levels = _levels(sp, eps_mm)
-    top = levels[0]
+    levels_ = levels(sp, eps_mm)
+    top = levels_[0]
     nb = -(-np.asarray(mask.shape) // top)
     padded = np.zeros(tuple(nb * top), dtype=bool)
     padded[tuple(slice(0, n) for n in mask.shape)] = mask
     decided = np.zeros(padded.shape, dtype=bool)  # voxels found inside
-    occupancy = _occupancy(padded, levels)
-    # candidate blocks at the current level: their first voxel (index)
-    starts = np.argwhere(occupancy[0]) * top
-    for level, b in enumerate(levels):
+    occupancy = _occupancy(padded, levels_)
+    # candidate blocks at the current level: their first voxel (index); with combine "min" each
+    # carries a witness, a tree point near it (nan until known): a block whose farthest voxel is
+    # closer than the limit to its witness is inside without a query
+    starts = voxel_indices(occupancy[0]) * top
+    witness = np.full((len(starts), 3), np.nan)
+    use_witness = combine == "min"
+    for level, b in enumerate(levels_):
         shape6 = (padded.shape[0] // b[0], b[0], padded.shape[1] // b[1], b[1], padded.shape[2] // b[2], b[2])
         if level > 0:  # split the undecided parents into their occupied children of shape b
-            steps = [np.arange(0, p, c) for p, c in zip(levels[level - 1], b)]
+            steps = [np.arange(0, p, c) for p, c in zip(levels_[level - 1], b)]
             kids = np.stack(np.meshgrid(*steps, indexing="ij"), -1).reshape(-1, 3)
             starts = (starts[:, None, :] + kids[None, :, :]).reshape(-1, 3)
-            starts = starts[occupancy[level][tuple((starts // b).T)]]
+            witness = np.repeat(witness, len(kids), axis=0)
+            keep = occupancy[level][tuple((starts // b).T)]
+            starts, witness = starts[keep], witness[keep]
         if len(starts) == 0:
             break
         last = bool(np.all(b == 1))
-        if last and target is not None and combine == "min":
+        lo = (off + starts) * sp
+        hi = (off + starts + b - 1) * sp
+        if use_witness:  # the farthest point of a box from w is the corner away from it on every axis
+            far = np.sqrt((np.maximum(np.abs(lo - witness), np.abs(hi - witness)) ** 2).sum(axis=1))
+            known_in = inside(np.where(np.isnan(far), np.inf, far))
+            bi = starts[known_in] // b
+            decided.reshape(shape6)[bi[:, 0], :, bi[:, 1], :, bi[:, 2], :] = True
+            starts, witness, lo, hi = starts[~known_in], witness[~known_in], lo[~known_in], hi[~known_in]
+            if len(starts) == 0:
+                break
+        if last and target is not None and use_witness:
             pad = np.floor(eps_mm / sp + 1e-9).astype(np.int64)
             d = local_nearest(starts + pad, target, sp, eps_mm + TIE_MM)
             hit = starts[inside(d)]
             decided[tuple(hit.T)] = True
             break
-        centre = (off + starts + (b - 1) / 2.0) * sp
+        centre = (lo + hi) / 2.0
         radius = 0.5 * float(np.linalg.norm((b - 1) * sp)) * (2.0 if combine == "sum2" else 1.0)
-        d = tree_distance(trees, centre, limit + radius + 1e-6, combine)
-        whole_in = inside(d + radius)
+        if use_witness:
+            d, witness = nearest_points(trees, centre, limit + radius + 1e-6)
+            far = np.sqrt((np.maximum(np.abs(lo - witness), np.abs(hi - witness)) ** 2).sum(axis=1))
+            whole_in = inside(np.where(np.isfinite(d), far, np.inf))
+        else:
+            d = tree_distance(trees, centre, limit + radius + 1e-6, combine)
+            whole_in = inside(d + radius)
         bi = starts[whole_in] // b
         decided.reshape(shape6)[bi[:, 0], :, bi[:, 1], :, bi[:, 2], :] = True
         if last:
             break
-        starts = starts[~whole_in & ~(d - radius > limit)]
+        keep = ~whole_in & ~(d - radius > limit)
+        starts, witness = starts[keep], witness[keep]
     out = mask & decided[tuple(slice(0, n) for n in mask.shape)]
     return out

@@ -142,8 +142,8 @@ def evaluate_arrays(
 
     with ThreadPoolExecutor(max(1, settings.threads)) as pool:
         parts = dict(zip([v for _, v in items], pool.map(phase1, items)))
-        pred_trees = {c: parts[c]["pred_tree"] for c in parts}
         ref_trees = {c: parts[c]["ref_tree"] for c in parts}
+        pred_trees = {c: parts[c]["pred_tree"] for c in parts}
         regions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if settings.gap_eps_mm is not None:
             present = [c for c in parts if parts[c]["box"] is not None]

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from mskseg.metrics.distances import make_tree, points_mm, within_distance
+from mskseg.metrics.distances import make_tree, points_mm, voxel_indices, within_distance
 
 
 def gap_region(
@@ -59,7 +59,7 @@ def gap_counts(
             continue
         sel = fp & (ref_values == c)
         if sel.any():
-            idx = np.argwhere(sel) + off - o_off
+            idx = voxel_indices(sel) + off - o_off
             n_fp += int(np.count_nonzero(g_other[tuple(idx.T)]))
     # false positives in the reference background: d1 + d2 < eps over all classes
     bg = fp & (ref_values == 0)
