@@ -171,10 +171,13 @@ def run(name: str, check_gap: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("cases", nargs="*", help=f"any of {', '.join(CASES)} (default: all)")
     parser.add_argument("--check-gap", action="store_true", help="also brute-force GapDice (slow)")
     args = parser.parse_args()
-    for name in args.cases:
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    for name in args.cases or list(CASES):
         run(name, args.check_gap)
 
 

@@ -73,12 +73,25 @@ def make_tree(points: np.ndarray) -> cKDTree | None:
     return cKDTree(points, leafsize=16, balanced_tree=False, compact_nodes=False)
 
 
+def _near_box(tree: cKDTree, points: np.ndarray, upper: float) -> np.ndarray:
+    """Which points lie within ``upper`` of the tree's bounding box (the others cannot have a
+    tree point within ``upper``)."""
+    if not np.isfinite(upper):
+        return np.ones(len(points), dtype=bool)
+    gap = np.maximum(tree.mins - points, 0) + np.maximum(points - tree.maxes, 0)
+    return (gap ** 2).sum(axis=1) <= upper ** 2
+
+
 def nearest(tree: cKDTree | None, points: np.ndarray, upper: float = np.inf) -> np.ndarray:
     """Distance (mm) from each point to the nearest tree point (inf beyond ``upper`` or with no tree)."""
+    out = np.full(len(points), np.inf)
     if tree is None or len(points) == 0:
-        return np.full(len(points), np.inf)
-    d, _ = tree.query(points, k=1, distance_upper_bound=upper)
-    return np.asarray(d, dtype=float)
+        return out
+    near = _near_box(tree, points, upper)
+    if near.any():
+        d, _ = tree.query(points[near], k=1, distance_upper_bound=upper)
+        out[near] = d
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,10 +250,13 @@ def nearest_points(trees: Sequence[cKDTree], points: np.ndarray, upper: float) -
     d = np.full(len(points), np.inf)
     where = np.full((len(points), 3), np.nan)
     for tree in trees:
-        dt, it = tree.query(points, k=1, distance_upper_bound=upper)
-        better = dt < d
-        d[better] = dt[better]
-        where[better] = tree.data[it[better]]
+        near = np.flatnonzero(_near_box(tree, points, upper))
+        if near.size == 0:
+            continue
+        dt, it = tree.query(points[near], k=1, distance_upper_bound=upper)
+        better = dt < d[near]
+        d[near[better]] = dt[better]
+        where[near[better]] = tree.data[it[better]]
     return d, where
 
 
@@ -347,7 +363,8 @@ def within_distance(
             known_in = inside(np.where(np.isnan(far), np.inf, far))
             bi = starts[known_in] // b
             decided.reshape(shape6)[bi[:, 0], :, bi[:, 1], :, bi[:, 2], :] = True
-            starts, witness, lo, hi = starts[~known_in], witness[~known_in], lo[~known_in], hi[~known_in]
+            keep = ~known_in
+            starts, witness, lo, hi = starts[keep], witness[keep], lo[keep], hi[keep]
             if len(starts) == 0:
                 break
         if last and target is not None and use_witness:
