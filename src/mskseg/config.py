@@ -308,7 +308,7 @@ def evaluation_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
         "gap_eps_mm": ev.get("gap_eps_mm", 10.0),
         "collision_eps_mm": ev.get("collision_eps_mm", 2.0),
         "fov_axis": (ev.get("fov") or {}).get("axis", "LR"),
-        "threads": int(ev.get("threads", 2)),
+        "threads": int(ev.get("threads", 1)),
     }
 
 
