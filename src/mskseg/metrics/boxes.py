@@ -44,12 +44,6 @@ def label_boxes(labels: np.ndarray, max_label: int = 0) -> list[Box | None]:
     return [None] + [tuple(s) if s is not None else None for s in found]  # type: ignore[misc]
 
 
-def present_values(labels: np.ndarray) -> list[int]:
-    """The nonzero values present in an integer label array (one pass)."""
-    found = ndimage.find_objects(labels)
-    return [v + 1 for v, s in enumerate(found) if s is not None]
-
-
 def union_box(*boxes: Box | None) -> Box | None:
     """The smallest box holding all given boxes (None entries ignored)."""
     real = [b for b in boxes if b is not None]

@@ -17,7 +17,7 @@ and of SimpleITK's Hausdorff filter applied to the border voxels):
 Instead of a distance transform of the whole volume, the border voxels of each mask go into a
 k-d tree (scipy) and only border voxels are queried; voxels on both borders are at distance 0
 and are not queried at all. :func:`within_distance` decides "closer than eps" for all voxels of
-a (large) mask with a block bound first and exact queries only near the threshold.
+a (large) mask block by block first, with exact queries only near the threshold.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from scipy.spatial import cKDTree
 
 #: threshold ties: d < eps means d < eps - TIE_MM, d <= eps means d <= eps + TIE_MM
 TIE_MM = 1e-9
-#: a block edge of :func:`within_distance` in mm (rounded to whole voxels per axis)
-BLOCK_MM = 2.0
 
 
 def border(mask: np.ndarray) -> np.ndarray:
@@ -312,10 +310,12 @@ def within_distance(
     nearest trees (2-Lipschitz, so block radii count twice); ``target`` is then not used.
 
     ``strict``: ``d < eps`` (else ``d <= eps``), ties within :data:`TIE_MM` excluded (included).
-    Exact, hierarchical: the mask is cut into blocks (about eps/2, halved level by level down
-    to single voxels); a block whose centre lies farther than ``eps + r`` or nearer than
-    ``eps - r`` from the trees (``r`` its centre-to-corner distance) is decided whole, only the
-    others are split. ``offset`` places ``mask``'s grid in the frame of the tree points.
+    Exact, hierarchical: the mask is cut into blocks (about max(eps, 4 mm), halved level by
+    level down to single voxels). A block whose centre lies farther than ``eps + r`` from the
+    trees (``r`` its centre-to-corner distance) is outside whole; with ``combine="min"`` a block
+    whose farthest voxel is nearer than eps to a *witness* (the nearest tree point found for it
+    or for its parent block) is inside whole, else (``sum2``) one whose centre is nearer than
+    ``eps - r``; only the others are split. ``offset`` places ``mask``'s grid in the frame of the tree points.
     ``target``: optionally the point set as a boolean array on ``mask``'s grid padded by
     ``pad = floor(eps / spacing)`` voxels per axis; the last level then searches offsets
     instead of the trees (faster for small eps).

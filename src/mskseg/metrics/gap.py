@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from mskseg.metrics.distances import make_tree, points_mm, voxel_indices, within_distance
+from mskseg.metrics.distances import voxel_indices, within_distance
 
 
 def gap_region(
@@ -98,9 +98,3 @@ def padded_window(array: np.ndarray, box: tuple[slice, slice, slice], pad: Seque
     dst = tuple(slice(s.start - (b.start - p), s.stop - (b.start - p)) for s, b, p in zip(src, box, pad))
     out[dst] = array[src]
     return out
-
-
-def class_trees(borders: Mapping[int, tuple[np.ndarray, Sequence[int]]], spacing: Sequence[float]
-                ) -> dict[int, cKDTree | None]:
-    """k-d trees of border voxels given as ``{class: (border mask, offset of its box)}``."""
-    return {c: make_tree(points_mm(b, spacing, off)) for c, (b, off) in borders.items()}
