@@ -37,7 +37,7 @@ import numpy as np
 
 from mskseg.metrics.evaluate import EvaluationSettings, evaluate_arrays
 from mskseg.perturb import PerturbSettings, perturb_labels
-from mskseg.synthetic import generate_subject
+from mskseg.synthetic import LABELS, generate_subject
 
 CASES = {
     "knee-mild": ("knee", (160, 384, 384), (0.7, 0.3646, 0.3646), 0.3),
@@ -139,8 +139,6 @@ def run(name: str, check_gap: bool) -> None:
     subject = generate_subject(kind, 0, shape=shape, spacing=spacing)
     ref = subject.mask.array
     pred = perturb_labels(subject.mask, PerturbSettings(displacement_mm=disp, n_blobs=2, seed=1), "bench").array
-    from mskseg.synthetic import LABELS
-
     labels = dict(LABELS[kind])
     labels = {k: v for k, v in labels.items() if v != 0}
     print(f"\n== {name}: {kind} {shape} spacing {spacing}, {len(labels)} structures, displacement {disp} mm")

@@ -258,16 +258,9 @@ def nearest_points(trees: Sequence[cKDTree], points: np.ndarray, upper: float) -
     return d, where
 
 
-def tree_distance(trees: Sequence[cKDTree], points: np.ndarray, upper: float, combine: str = "min") -> np.ndarray:
-    """Per point: the distance to the nearest tree point (``min``) or the sum of the distances to
-    the two nearest trees (``sum2``; inf with fewer than two trees); inf beyond ``upper``."""
-    if combine == "min":
-        d = np.full(len(points), np.inf)
-        for tree in trees:
-            np.minimum(d, nearest(tree, points, upper), out=d)
-        return d
-    if combine != "sum2":
-        raise ValueError(f"combine must be 'min' or 'sum2', got {combine!r}")
+def two_nearest_sum(trees: Sequence[cKDTree], points: np.ndarray, upper: float) -> np.ndarray:
+    """Per point: the sum of the distances to the two nearest trees (inf with fewer than two trees,
+    and beyond ``upper``)."""
     if len(trees) < 2:
         return np.full(len(points), np.inf)
     d = np.stack([nearest(tree, points, upper) for tree in trees], axis=1)
@@ -320,6 +313,8 @@ def within_distance(
     ``pad = floor(eps / spacing)`` voxels per axis; the last level then searches offsets
     instead of the trees (faster for small eps).
     """
+    if combine not in ("min", "sum2"):
+        raise ValueError(f"combine must be 'min' or 'sum2', got {combine!r}")
     out = np.zeros(mask.shape, dtype=bool)
     trees = [t for t in trees if t is not None]
     if not trees or not mask.any():
@@ -380,7 +375,7 @@ def within_distance(
             far = np.sqrt((np.maximum(np.abs(lo - witness), np.abs(hi - witness)) ** 2).sum(axis=1))
             whole_in = inside(np.where(np.isfinite(d), far, np.inf))
         else:
-            d = tree_distance(trees, centre, limit + radius + 1e-6, combine)
+            d = two_nearest_sum(trees, centre, limit + radius + 1e-6)
             whole_in = inside(d + radius)
         bi = starts[whole_in] // b
         decided.reshape(shape6)[bi[:, 0], :, bi[:, 1], :, bi[:, 2], :] = True
