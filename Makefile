@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,torch]' torch==2.13.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,6 +17,7 @@ include: "rules/registration.smk"
 include: "rules/landmarks.smk"
 include: "rules/shape_model.smk"
 include: "rules/predictions.smk"
+include: "rules/segmentation.smk"
 include: "rules/evaluation.smk"
 
 
@@ -28,6 +29,7 @@ rule all:
         preprocess_targets,
         landmark_targets,
         shape_model_targets,
+        segmentation_targets,
         evaluation_targets,
     default_target: True
 
@@ -56,6 +58,11 @@ rule shape:
     input:
         landmark_targets,
         shape_model_targets,
+
+
+rule models:
+    input:
+        segmentation_targets,
 
 
 rule tables:

@@ -7,6 +7,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the workflow parses without `pip install`
 
 from mskseg import config as mskcfg
+from mskseg.nn.method import MethodSpec
 from mskseg.paths import SUBJECT_ID_PATTERN, entity_path
 
 _resolved = mskcfg.apply_scale(config)
@@ -29,6 +30,11 @@ EVAL_METHODS = {name: mskcfg.evaluated_methods(ds) for name, ds in config["datas
 PERTURBED = sorted({m for ds in config["datasets"].values() for m, spec in (ds.get("methods") or {}).items()
                     if spec["kind"] == "perturbed"})
 METHODS = sorted({m for ds in config["datasets"].values() for m in (ds.get("methods") or {})})
+TRAINED = {name: {m: MethodSpec.from_config(m, spec, ds.get("weight_maps") or {})
+                  for m, spec in (ds.get("methods") or {}).items() if spec["kind"] == "trained"}
+           for name, ds in config["datasets"].items()}
+TRAINED_NAMES = sorted({m for specs in TRAINED.values() for m in specs})
+WEIGHT_MAPS = sorted({w for ds in config["datasets"].values() for w in (ds.get("weight_maps") or {})})
 
 
 wildcard_constraints:
@@ -39,6 +45,8 @@ wildcard_constraints:
     fold="[A-Za-z0-9]+",
     method="|".join(METHODS) or "(?!)",
     metric="|".join(mskcfg.TABLE_METRICS),
+    view="sagittal|coronal|axial|mpr|3d",
+    wmap="|".join(WEIGHT_MAPS) or "(?!)",
 
 
 def out(stage, suffix, subject=None, **entities):
@@ -261,7 +269,7 @@ def perturb_cfg(wildcards):
 
 
 def prediction_path(wildcards):
-    """A method's prediction for a subject: made by the workflow, or a user's file (kind files)."""
+    """A method's prediction for a subject: made by the workflow (perturbed, trained), or a user's file (files)."""
     spec = method_spec(wildcards)
     if spec["kind"] == "files":
         return spec["path"].format(subject=wildcards.subject)
@@ -323,6 +331,154 @@ def study_sizes(wildcards):
 
 def study_inputs(wildcards):
     return [entity_path("evaluation", wildcards.dataset, "metrics.csv", method=m) for m in study_sizes(wildcards)]
+
+
+# ---- segmentation: weight maps, training, prediction ---------------------------------------------
+def trained_spec(wildcards):
+    return TRAINED[wildcards.dataset][wildcards.method]
+
+
+def split_table(dataset):
+    table = checkpoints.make_splits.get(dataset=dataset).output.splits
+    return pd.read_csv(table, sep="\t", dtype={"split": str, "subject": str})
+
+
+def fold_subjects(dataset, fold, role):
+    frame = split_table(dataset)
+    return frame.loc[(frame["split"] == fold) & (frame["role"] == role), "subject"].tolist()
+
+
+def test_fold(wildcards):
+    """The split whose test set holds the subject (each subject is predicted by that fold's model)."""
+    frame = split_table(wildcards.dataset)
+    folds = frame.loc[(frame["subject"] == wildcards.subject) & (frame["role"] == "test"), "split"].tolist()
+    if not folds:
+        raise ValueError(f"{wildcards.dataset}: subject {wildcards.subject} is in no split's test set")
+    return folds[0]
+
+
+def poor_mask_raw(wildcards):
+    """The subject's poor mask (manifest column label_poor): needed by methods with `pretrain`."""
+    path = manifest_row(wildcards).get("label_poor", "")
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{wildcards.dataset}: subject {wildcards.subject} has no label_poor in the manifest, "
+                         "but a method of this dataset pre-trains on poor labels")
+    return path
+
+
+def poor_mask_image(wildcards):
+    return manifest_row(wildcards)["image"]
+
+
+def weight_map_cfg(wildcards):
+    return mskcfg.canonical(dict(dataset_cfg(wildcards)["weight_maps"][wildcards.wmap]))
+
+
+def method_cfg(wildcards):
+    """Everything a trained method's jobs depend on (its own config entry, the labels, its weight map)."""
+    spec = dataset_cfg(wildcards)["methods"][wildcards.method]
+    wmap = trained_spec(wildcards).weight_map
+    return mskcfg.canonical({"method": dict(spec), "labels": dict(dataset_cfg(wildcards)["labels"]),
+                             "weight_map": dict(dataset_cfg(wildcards)["weight_maps"][wmap]) if wmap else None})
+
+
+def _subject_files(dataset, subjects, kinds, wmap=None):
+    files = {}
+    for kind in kinds:
+        if kind == "weight":
+            files[kind] = [entity_path("weightmaps", dataset, "weight.nii.gz", subject=s, wmap=wmap) for s in subjects]
+        else:
+            files[kind] = [entity_path("preprocess", dataset, f"{kind}.nii.gz", subject=s) for s in subjects]
+    return files
+
+
+def training_inputs(wildcards):
+    """Images, masks (and weight maps) of the fold's training and validation subjects, and pre-trained weights."""
+    spec = trained_spec(wildcards)
+    kinds = ["image", "mask"] + (["weight"] if spec.uses_weight_map() else [])
+    inputs = {}
+    for role in ("train", "val"):
+        subjects = fold_subjects(wildcards.dataset, wildcards.fold, role)
+        for kind, files in _subject_files(wildcards.dataset, subjects, kinds, spec.weight_map).items():
+            inputs[f"{role}_{kind}"] = files
+    if spec.pretrain is not None:
+        inputs["pretrained"] = model_file(wildcards, "pretrained.pt")
+    return inputs
+
+
+def pretraining_inputs(wildcards):
+    """Images and poor masks of the fold's training and validation subjects."""
+    subjects = fold_subjects(wildcards.dataset, wildcards.fold, "train")
+    subjects += fold_subjects(wildcards.dataset, wildcards.fold, "val")
+    return _subject_files(wildcards.dataset, subjects, ["image", "poormask"])
+
+
+def model_file(wildcards, suffix, fold=None, view=None):
+    return entity_path("models", wildcards.dataset, suffix, method=wildcards.method, fold=fold or wildcards.fold,
+                       view=view or wildcards.view)
+
+
+def fold_subject_names(wildcards):
+    return {role: fold_subjects(wildcards.dataset, wildcards.fold, role) for role in ("train", "val")}
+
+
+def work_dir(wildcards):
+    """Checkpoints of a training job (kept across a kill, so a re-run resumes; not a declared output)."""
+    return entity_path(".work", wildcards.dataset, "", method=wildcards.method, fold=wildcards.fold,
+                       view=wildcards.view, root="results/models").rstrip("_")
+
+
+def training_threads(wildcards):
+    return trained_spec(wildcards).threads
+
+
+def training_runtime(wildcards, attempt):
+    return trained_spec(wildcards).runtime_min * attempt
+
+
+def training_mem_mb(wildcards, input, attempt):
+    return int((3000 + 30 * input.size_mb) * attempt)
+
+
+def fusion_inputs(wildcards):
+    subjects = fold_subjects(wildcards.dataset, wildcards.fold, "val")
+    inputs = _subject_files(wildcards.dataset, subjects, ["image", "mask"])
+    views = trained_spec(wildcards).views
+    inputs["models"] = [model_file(wildcards, "model.pt", view=v) for v in views]
+    inputs["infos"] = [model_file(wildcards, "model.json", view=v) for v in views]
+    return inputs
+
+
+def prediction_inputs(wildcards):
+    spec = trained_spec(wildcards)
+    fold = test_fold(wildcards)
+    inputs = {"image": out("preprocess", "image.nii.gz", subject="{subject}"),
+              "models": [model_file(wildcards, "model.pt", fold=fold, view=v) for v in spec.views],
+              "infos": [model_file(wildcards, "model.json", fold=fold, view=v) for v in spec.views]}
+    if spec.view == "three_plane":
+        inputs["fusion"] = entity_path("models", wildcards.dataset, "fusion.json", method=wildcards.method, fold=fold)
+    return inputs
+
+
+def inference_cfg(wildcards):
+    spec = trained_spec(wildcards)
+    return mskcfg.canonical({**spec.inference, "threads": spec.threads, "labels": dict(dataset_cfg(wildcards)["labels"])})
+
+
+def segmentation_targets(wildcards):
+    """Models, learning curves and fusion weights of every trained method that is evaluated."""
+    targets = []
+    for d, specs in TRAINED.items():
+        evaluated = EVAL_METHODS.get(d, [])
+        for m, spec in specs.items():
+            if m not in evaluated:
+                continue
+            for f in fold_ids(d):
+                targets += [entity_path("models", d, suffix, method=m, fold=f, view=v)
+                            for v in spec.views for suffix in ("model.pt", "curve.png", "rounds.csv")]
+                if spec.view == "three_plane":
+                    targets.append(entity_path("models", d, "fusion.json", method=m, fold=f))
+    return targets
 
 
 # ---- targets ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from mskseg.nn.models import (  # noqa: E402
 )
 from mskseg.nn.models.blocks import he_init  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 #: tiny configurations (and their input spatial size) used throughout
 TINY = {

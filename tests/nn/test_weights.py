@@ -16,7 +16,7 @@ from mskseg.nn.weights import (  # noqa: E402
     save_weights,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 TINY = {
     "unet2d": {"base": 4, "depth": 2},

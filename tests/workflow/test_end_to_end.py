@@ -21,7 +21,9 @@ from tests.workflow.wf import snakemake, write_config
 pytestmark = pytest.mark.slow
 RULES = {"synthesize_subject", "dataset_manifest", "qc_subject", "qc_summary", "make_splits", "preprocess_subject",
          "perturb_prediction", "evaluate_subject", "collect_metrics", "metric_table", "fov_curve", "table_summary",
-         "training_size_study", "all"}
+         "training_size_study", "weight_map", "preprocess_poor_mask", "pretrain_model", "train_model", "fit_fusion",
+         "predict_subject", "all"}
+TINY_TRAIN = {"epochs": 1, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 2, "seed": 1}
 LABELS4 = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
 
 
@@ -85,6 +87,9 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                      "preprocess": {"crop": {"structures": ["femur", "tibia"], "margin_mm": 5}},
                      "shape": {"enabled": False},  # 3 subjects: too few per fold (test_shape_stage.py)
                      "methods": {"exact": {"kind": "perturbed", "displacement_mm": 0.0, "n_blobs": 0},
+                                 # three planes, fusion weights fitted on the validation subject
+                                 "tp": {"kind": "trained", "view": "three_plane", "threads": 1,
+                                        "network": {"name": "unet2d", "base": 4, "depth": 2}, "train": TINY_TRAIN},
                                  "rough": {"kind": "perturbed", "displacement_mm": 1.5, "n_blobs": 2, "seed": 3}},
                      "evaluation": {"collision_eps_mm": None,
                                     "tables": {"metrics": ["dice", "hd95_mm", "mean_iou"]},
@@ -93,7 +98,15 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                                                  "sacrum": 5},
                     "source": {"synthetic": {"kind": "hip", "n_subjects": 3, "seed": 5, "poor_labels": True}},
                     "symmetric_pairs": [["femur_left", "femur_right"], ["hip_left", "hip_right"]],
-                    "split": {"method": "loo", "n_val": 1}, "shape": {"enabled": False}},
+                    "split": {"method": "loo", "n_val": 1}, "shape": {"enabled": False},
+                    # pre-trained on the poor labels, fine-tuned in one round with the eroded distance weight map
+                    "weight_maps": {"eroded": {"w0": 20, "sigma": 5, "erode_radius": 1}},
+                    "methods": {"tl": {"kind": "trained", "view": "axial", "loss": "weighted_ce",
+                                       "weight_map": "eroded", "threads": 1,
+                                       "network": {"name": "unet2d", "base": 4, "depth": 2}, "train": TINY_TRAIN,
+                                       "pretrain": {"train": {**TINY_TRAIN, "monitor": "train_loss"}},
+                                       "interactive": {"rounds": [1], "collision_eps_mm": 6.0}}},
+                    "evaluation": {"tables": {"metrics": ["dice"]}}},
             "oai": {**spheres, "labels": LABELS4, "source": {"layout": {"name": "oai-zib", "path": "oai"}},
                     "preprocess": {"spacing": [1.0, 1.0, 1.0], "crop": {"structures": ["femur"], "margin_mm": 2.0}},
                     # predictions already on disk (here: the preprocessed masks themselves)
@@ -185,12 +198,34 @@ def test_evaluation_scores_every_test_subject_and_writes_tables_and_plots(run: P
     assert set(fits["structure"]) >= {"femur", "tibia"} and fits["b"].notna().all()
     for png in ("metric-dice_boxplot.png", "fov.png", "study-trainingsize_metric-dice_powerlaw.png"):
         assert (run / "results/plots/knee" / png).stat().st_size > 1000
-    hip = pd.read_csv(run / "results/evaluation/hip/method-rough_metrics.csv") if (
-        run / "results/evaluation/hip").exists() else None
-    assert hip is None  # the hip dataset declares no methods: nothing to score
     ondisk = pd.read_csv(run / "results/evaluation/oai/method-ondisk_metrics.csv", dtype={"subject": str})
     assert sorted(ondisk["subject"].unique()) == ["9000", "9001", "9002"]
     assert (ondisk.loc[ondisk["structure"] != "all", "dice"] == 1.0).all()
+
+
+def test_trained_methods_train_per_fold_and_predict_every_test_subject(run: Path) -> None:
+    knee = pd.read_csv(run / "results/evaluation/knee/method-tp_metrics.csv", dtype={"subject": str})
+    assert sorted(knee["subject"].unique()) == ["knee000", "knee001", "knee002"]
+    models = run / "results/models/knee"
+    for fold in ("0", "1", "2"):
+        weights = json.loads((models / f"method-tp_fold-{fold}_fusion.json").read_text(encoding="utf-8"))["views"]
+        assert set(weights) == {"axial", "coronal", "sagittal"} and abs(sum(weights.values()) - 1) < 1e-9
+        for view in weights:
+            history = pd.read_csv(models / f"method-tp_fold-{fold}_view-{view}_history.csv")
+            assert list(history["epoch"]) == [1] and history["val_dice"].notna().all()
+            assert (models / f"method-tp_fold-{fold}_view-{view}_curve.png").stat().st_size > 1000
+    for sid in ("knee000", "knee001", "knee002"):
+        pred = read_volume(run / f"results/predictions/knee/sub-{sid}_method-tp_pred.nii.gz")
+        image = read_volume(run / f"results/preprocess/knee/sub-{sid}_image.nii.gz")
+        assert pred.geometry_mismatches(image) == []
+    hip = pd.read_csv(run / "results/evaluation/hip/method-tl_metrics.csv", dtype={"subject": str})
+    assert hip["subject"].nunique() == 3
+    hip_models = run / "results/models/hip"
+    assert len(list(hip_models.glob("method-tl_fold-*_view-axial_pretrained.pt"))) == 3
+    rounds = pd.read_csv(next(hip_models.glob("method-tl_fold-*_view-axial_rounds.csv")))
+    assert list(rounds["round"]) == [1] and rounds["collisions"].notna().all()  # |E| of the validation subject
+    assert len(list((run / "results/weightmaps/hip").glob("*_wmap-eroded_weight.nii.gz"))) == 3
+    assert len(list((run / "results/preprocess/hip").glob("*_poormask.nii.gz"))) == 3
 
 
 def test_a_changed_evaluation_setting_reruns_only_evaluation_rules(run: Path, tmp_path: Path) -> None:

@@ -40,6 +40,10 @@ def _pins_of_pyproject() -> dict[str, str]:
     return {m.group(1).lower(): m.group(2) for m in re.finditer(r'"([A-Za-z0-9_.-]+)==([^"]+)"', text)}
 
 
+#: conda-forge package names that differ from the PyPI names pyproject pins
+CONDA_TO_PYPI = {"pytorch": "torch"}
+
+
 def test_conda_envs_parse_and_agree_with_pyproject_pins() -> None:
     pins = _pins_of_pyproject()
     envs = sorted((REPO / "envs").glob("*.yaml"))
@@ -50,6 +54,7 @@ def test_conda_envs_parse_and_agree_with_pyproject_pins() -> None:
         for dep in spec["dependencies"]:
             assert isinstance(dep, str) and "=" in dep, f"{env.name}: {dep} is not pinned"
             name, version = dep.split("=", 1)
+            name = CONDA_TO_PYPI.get(name, name)
             if name == "python":
                 assert version == "3.11"
                 continue

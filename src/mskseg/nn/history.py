@@ -1,0 +1,118 @@
+"""The per-epoch training history: a table, its CSV file and a learning-curve figure.
+
+One row per epoch with the columns of :data:`COLUMNS` (losses are the loss function's units,
+``lr`` the learning rate used during the epoch, ``seconds`` the wall time of the epoch including
+validation, ``samples_per_s`` the training throughput), followed by any other metrics the
+validation function returned, in the order they first appear. Missing values are NaN (e.g. the
+validation columns of a run without validation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mskseg.io.atomic import atomic_path
+
+COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "samples_per_s")
+
+
+def history_frame(rows: Sequence[Mapping[str, float]] | pd.DataFrame) -> pd.DataFrame:
+    """The rows as a table: :data:`COLUMNS` first (NaN where absent), then the other keys.
+
+    An empty list gives an empty table with the :data:`COLUMNS`; ``epoch`` is an integer column.
+    """
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict("records")
+    extra: list[str] = []
+    for row in rows:
+        extra.extend(key for key in row if key not in COLUMNS and key not in extra)
+    columns = [*COLUMNS, *extra]
+    frame = pd.DataFrame([{key: row.get(key, math.nan) for key in columns} for row in rows], columns=columns)
+    frame["epoch"] = frame["epoch"].astype("int64")
+    for column in columns[1:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def write_history(rows: Sequence[Mapping[str, float]] | pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the history as CSV (one line per epoch, header :data:`COLUMNS` + extras) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        history_frame(rows).to_csv(tmp, index=False)
+    return path
+
+
+def _finite(values: pd.Series) -> bool:
+    return bool(np.isfinite(values.to_numpy(dtype=float)).any())
+
+
+def _guess_best(history: pd.DataFrame) -> int | None:
+    """The best epoch by validation Dice (highest), else validation loss, else training loss (lowest)."""
+    for column, pick in (("val_dice", "idxmax"), ("val_loss", "idxmin"), ("train_loss", "idxmin")):
+        if column in history and _finite(history[column]):
+            return int(history.loc[getattr(history[column], pick)(), "epoch"])
+    return None
+
+
+def plot_history(history: pd.DataFrame, path: str | os.PathLike, *, title: str = "",
+                 best_epoch: int | None = None) -> Path:
+    """Save the learning curves as a PNG (atomically): losses (left) and validation Dice (right) per epoch.
+
+    Parameters
+    ----------
+    history : DataFrame
+        As :func:`history_frame` returns (at least ``epoch``; other columns may be absent or NaN).
+    path : path
+        The PNG file to write.
+    title : str
+        Figure title.
+    best_epoch : int, optional
+        The epoch to mark with a vertical line; by default the epoch with the highest validation
+        Dice, else the lowest validation loss, else the lowest training loss.
+
+    A single epoch is drawn as points; a panel without any finite value says so instead of a curve.
+    Uses matplotlib's Agg canvas directly (no pyplot state, no display needed).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    history = history_frame(history)
+    path = Path(path)
+    if best_epoch is None and len(history):
+        best_epoch = _guess_best(history)
+    fig = Figure(figsize=(9.0, 3.6))
+    FigureCanvasAgg(fig)
+    loss_ax, dice_ax = fig.subplots(1, 2)
+    epochs = history["epoch"].to_numpy()
+    marker = "o" if len(history) < 2 else None
+    drawn = False
+    for column, label in (("train_loss", "training"), ("val_loss", "validation")):
+        if _finite(history[column]):
+            loss_ax.plot(epochs, history[column].to_numpy(), marker=marker, label=label)
+            drawn = True
+    if drawn:
+        loss_ax.legend(loc="best")
+    else:
+        loss_ax.text(0.5, 0.5, "no loss values", ha="center", va="center", transform=loss_ax.transAxes)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    if _finite(history["val_dice"]):
+        dice_ax.plot(epochs, history["val_dice"].to_numpy(), marker=marker, color="tab:green")
+    else:
+        dice_ax.text(0.5, 0.5, "no validation Dice", ha="center", va="center", transform=dice_ax.transAxes)
+    dice_ax.set(xlabel="epoch", ylabel="Dice", title="validation Dice")
+    if best_epoch is not None:
+        for ax in (loss_ax, dice_ax):
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
+        dice_ax.legend(loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.82 if title else 0.9, wspace=0.25)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    return path

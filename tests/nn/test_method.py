@@ -1,0 +1,86 @@
+"""MethodSpec: a trained method's config entry, its defaults and the checks between its parts."""
+
+import pytest
+
+from mskseg.config import ConfigError
+from mskseg.nn.method import MethodSpec, input_multiple, interactive_split, views_of
+
+
+def spec(**entry):
+    return MethodSpec.from_config("m", {"kind": "trained", **entry}, {"plain": {}})
+
+
+def test_defaults_are_a_sagittal_2d_unet_with_dice_ce() -> None:
+    s = spec()
+    assert (s.network["name"], s.view, s.loss, s.n_slices) == ("unet2d", "sagittal", "dice_ce", 1)
+    assert s.views == ["sagittal"]
+    assert s.multiple == 16 and s.pretrain is None and s.interactive is None
+    assert s.inference["device"] == "auto" and s.multiplanar["n_views"] == 6
+
+
+@pytest.mark.parametrize("view, views", [("axial", ["axial"]), ("three_plane", ["axial", "coronal", "sagittal"]),
+                                         ("multiplanar", ["mpr"])])
+def test_views_of_each_mode(view, views) -> None:
+    assert spec(view=view).views == views == views_of(view)
+
+
+def test_volume_goes_with_unet3d_only() -> None:
+    s = spec(view="volume", network={"name": "unet3d", "depth": 2}, patch={"size": [16, 32, 32]})
+    assert s.views == ["3d"] and s.patch["size"] == [16, 32, 32] and s.patch["overlap"] == 0.5
+    with pytest.raises(ConfigError, match="unet3d"):
+        spec(view="volume")
+    with pytest.raises(ConfigError, match="unet3d"):
+        spec(network={"name": "unet3d"})
+    with pytest.raises(ConfigError, match="patch.size"):
+        spec(view="volume", network={"name": "unet3d", "depth": 3}, patch={"size": [12, 32, 32]})
+
+
+def test_25d_needs_unet25d_and_passes_n_slices() -> None:
+    s = spec(network={"name": "unet25d", "base": 4}, n_slices=5)
+    assert s.network_options == {"base": 4, "n_slices": 5}
+    for bad in ({"n_slices": 3}, {"network": {"name": "unet25d"}}, {"network": {"name": "unet25d"}, "n_slices": 4}):
+        with pytest.raises(ConfigError, match="n_slices"):
+            spec(**bad)
+
+
+def test_weight_map_losses_need_a_known_weight_map() -> None:
+    assert spec(loss="ce_distance", weight_map="plain").uses_weight_map()
+    with pytest.raises(ConfigError, match="needs `weight_map`"):
+        spec(loss="weighted_ce")
+    with pytest.raises(ConfigError, match="not among the dataset's weight_maps"):
+        spec(loss="weighted_ce", weight_map="other")
+
+
+def test_unknown_names_are_named() -> None:
+    with pytest.raises(ConfigError, match="network.name"):
+        spec(network={"name": "resnet"})
+    with pytest.raises(ConfigError, match="view"):
+        spec(view="oblique")
+    with pytest.raises(ConfigError, match="unknown key"):
+        spec(epochs=3)
+    with pytest.raises(ConfigError, match="fusion.step"):
+        spec(view="three_plane", fusion={"step": 0.3})
+    with pytest.raises(ConfigError, match="multiplanar.dim"):
+        spec(view="multiplanar", multiplanar={"dim": 40})
+
+
+def test_pretraining_and_rounds() -> None:
+    s = spec(loss="weighted_ce", weight_map="plain", train={"epochs": 3}, pretrain={"train": {"epochs": 7}},
+             interactive={"rounds": [2, 4]})
+    p = s.pretraining()
+    assert (p.loss, p.weight_map, p.train, p.interactive, p.pretrain) == ("ce", None, {"epochs": 7}, None, None)
+    assert s.interactive == {"rounds": [2, 4], "collision_eps_mm": 2.0}
+    with pytest.raises(ConfigError, match="rounds"):
+        spec(interactive={"rounds": [4, 2]})
+    with pytest.raises(ConfigError, match="poor labels have no weight map"):
+        spec(pretrain={"loss": "weighted_ce"})
+    with pytest.raises(ValueError, match="no pretrain"):
+        spec().pretraining()
+    assert interactive_split([2, 4, 8], 5) == [2, 4, 5] and interactive_split([2, 4], 2) == [2]
+
+
+def test_input_multiple() -> None:
+    assert input_multiple({"name": "unet2d", "depth": 3}) == 8
+    assert input_multiple({"name": "vgg16unet"}) == 32
+    assert input_multiple({"name": "deeplabv3plus"}) == 16
+    assert input_multiple({"name": "segnet"}) == 32

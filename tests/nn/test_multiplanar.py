@@ -1,0 +1,270 @@
+"""Multi-planar (MPUNet) view sampling: views, plane geometry, dataset, inference mapping back."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mskseg.nn.losses import get_loss  # noqa: E402
+from mskseg.nn.models import build_model  # noqa: E402
+from mskseg.nn.multiplanar import (  # noqa: E402
+    MultiPlanarCase,
+    MultiPlanarDataset,
+    PlaneGrid,
+    draw_views,
+    inference_grid,
+    physical_extents,
+    plane_coordinates,
+    predict_multiplanar,
+    sample_plane,
+    sphere_span,
+    training_grid,
+    view_basis,
+)
+from mskseg.volume import Volume  # noqa: E402
+
+SHAPE = (16, 20, 24)
+SPACING = (1.0, 1.5, 2.0)
+
+
+def _rotation(axis, angle_deg: float) -> np.ndarray:
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    t = math.radians(angle_deg)
+    return np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * k @ k
+
+
+OBLIQUE = _rotation((1.0, 2.0, 0.5), 35.0)
+
+
+def _ellipsoid(shape=SHAPE, spacing=SPACING) -> np.ndarray:
+    """An off-centre ellipsoid (semi-axes 5, 7, 11 mm in the index frame scaled by spacing)."""
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
+    mm = (idx - (np.asarray(shape) - 1) / 2) * np.asarray(spacing)
+    rel = (mm - np.array([1.5, -3.0, 4.0])) / np.array([5.0, 7.0, 11.0])
+    return (np.sum(rel**2, axis=-1) <= 1.0).astype(np.float32)
+
+
+def _threshold_model() -> torch.nn.Module:
+    """A 1x1 conv: logit 1 - logit 0 = 50 (x - 0.5), i.e. one-hot of (x > 0.5) up to a soft edge."""
+    conv = torch.nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([0.0, 50.0]).reshape(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, -25.0]))
+    return conv
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float(np.sum(a & b)) / float(a.sum() + b.sum())
+
+
+# ------------------------------------------------------------------------------------- views
+def test_draw_views_unit_seeded_separated_and_impossible_raises() -> None:
+    v = draw_views(6, seed=3, min_angle_deg=30)
+    assert v.shape == (6, 3)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0)
+    assert np.array_equal(v, draw_views(6, seed=3, min_angle_deg=30))
+    assert not np.allclose(v, draw_views(6, seed=4, min_angle_deg=30))
+    cos = np.abs(v @ v.T)[np.triu_indices(6, 1)]
+    assert np.all(np.degrees(np.arccos(np.clip(cos, 0, 1))) >= 30 - 1e-9)
+    with pytest.raises(ValueError, match="could not draw"):
+        draw_views(10, seed=0, min_angle_deg=80)
+    with pytest.raises(ValueError):
+        draw_views(0, seed=0)
+
+
+def test_view_basis_orthonormal_right_handed() -> None:
+    for normal in [(0, 0, 1), (1, 0, 0), (0, -2, 0), (0.3, -0.7, 0.2), *draw_views(4, seed=1)]:
+        b = view_basis(np.asarray(normal, float))
+        assert np.allclose(b @ b.T, np.eye(3))
+        assert np.isclose(np.linalg.det(b), 1.0)
+        assert np.allclose(b[2], np.asarray(normal) / np.linalg.norm(normal))
+    assert np.allclose(view_basis(np.array([0, 0, 1.0])), np.eye(3))  # n = z: u = x, v = y
+    with pytest.raises(ValueError):
+        view_basis(np.zeros(3))
+
+
+# -------------------------------------------------------------------------------- plane geometry
+def test_axis_aligned_plane_reproduces_central_slice_offset_and_rotation() -> None:
+    arr = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    grid = PlaneGrid(16, 1.0)
+    basis = view_basis(np.array([0.0, 0.0, 1.0]))  # u = +x (H), v = +y (W)
+    # centre k = 11.5: offset 0.5 mm is slice 12; H = x 0..15, W = y 2..17 (dim 16 centred in 20)
+    coords = plane_coordinates(SHAPE, (1, 1, 1), np.eye(3), basis, grid, 0.5)
+    plane = sample_plane(arr, coords, order=1, cval=0.0)
+    assert np.allclose(plane, arr[:, 2:18, 12], atol=1e-5)
+    moved = sample_plane(arr, plane_coordinates(SHAPE, (1, 1, 1), np.eye(3), basis, grid, 3.5), order=1, cval=0)
+    assert np.allclose(moved, arr[:, 2:18, 15], atol=1e-5)
+    rows, cols = np.indices((16, 16))
+    assert np.allclose(coords[0], rows) and np.allclose(coords[1], cols + 2) and np.allclose(coords[2], 12.0)
+    rotated = sample_plane(arr, plane_coordinates(SHAPE, (1, 1, 1), np.eye(3), basis, grid, 0.5, math.pi / 2),
+                           order=1, cval=0.0)
+    assert np.allclose(rotated, np.rot90(plane, -1), atol=1e-5)
+    # n = +x: u = +y (H), v = +z (W); n = +y: u = +x (H), v = -z (W)
+    gx = PlaneGrid(20, 1.0)
+    px = sample_plane(arr, plane_coordinates(SHAPE, (1, 1, 1), np.eye(3), view_basis(np.array([1.0, 0, 0])), gx,
+                                             -2.5), order=1, cval=0.0)
+    assert np.allclose(px, arr[5, :, 2:22], atol=1e-5)
+    py = sample_plane(arr, plane_coordinates(SHAPE, (1, 1, 1), np.eye(3), view_basis(np.array([0, 1.0, 0])), gx,
+                                             0.5), order=1, cval=0.0)
+    assert np.allclose(py[2:18], arr[:, 10, 21:1:-1], atol=1e-5)
+
+
+def test_non_identity_direction_gives_the_same_physical_plane() -> None:
+    arr = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
+    # arr2[p, q, r] = arr[r, ny-1-p, q]: axis 0 runs along world -y, axis 1 along z, axis 2 along x
+    arr2 = np.ascontiguousarray(arr.transpose(1, 2, 0)[::-1])
+    d2 = np.array([[0.0, 0, 1], [-1, 0, 0], [0, 1, 0]])
+    sp2 = (SPACING[1], SPACING[2], SPACING[0])
+    grid = PlaneGrid(24, 1.3)
+    for normal, offset, rot in [((0, 0, 1.0), 2.0, 0.3), ((0.4, -0.5, 0.77), -3.0, 1.2)]:
+        basis = view_basis(np.asarray(normal))
+        p1 = sample_plane(arr, plane_coordinates(SHAPE, SPACING, np.eye(3), basis, grid, offset, rot), order=1, cval=-9)
+        p2 = sample_plane(arr2, plane_coordinates(arr2.shape, sp2, d2, basis, grid, offset, rot), order=1, cval=-9)
+        assert np.allclose(p1, p2, atol=1e-5)
+
+
+def test_plane_pixels_sit_at_their_world_positions() -> None:
+    vol = Volume(np.zeros(SHAPE, np.float32), SPACING, (10.0, -4.0, 7.0), OBLIQUE)
+    grid = PlaneGrid(16, 2.5)
+    basis = view_basis(np.array([0.2, 0.9, -0.4]))
+    rot, offset = 0.7, -4.0
+    coords = plane_coordinates(SHAPE, SPACING, OBLIQUE, basis, grid, offset, rot)
+    world = vol.index_to_world(coords.reshape(3, -1).T)
+    centre = vol.index_to_world((np.asarray(SHAPE) - 1) / 2)
+    u = math.cos(rot) * basis[0] + math.sin(rot) * basis[1]
+    v = -math.sin(rot) * basis[0] + math.cos(rot) * basis[1]
+    steps = (np.arange(16) - 7.5) * 2.5
+    expected = offset * basis[2] + steps[:, None, None] * u + steps[None, :, None] * v
+    assert np.allclose(world - centre, expected.reshape(-1, 3))
+
+
+def test_sphere_span_and_grids() -> None:
+    ext = physical_extents([((10, 20, 30), (1.0, 1.0, 2.0)), ((40, 10, 10), (0.5, 1.0, 1.0))])
+    assert np.allclose(ext, [10, 20, 60, 20, 10, 10])
+    assert sphere_span(ext) == pytest.approx(np.percentile(ext, 75)) == pytest.approx(20.0)
+    assert sphere_span(ext, at="inference") == 60.0
+    with pytest.raises(ValueError):
+        sphere_span(ext, at="test")
+    train = training_grid(20.0, 16)
+    assert train.pixel_mm == pytest.approx(1.25) and train.span_mm == pytest.approx(20.0)
+    infer = inference_grid(60.0, train.pixel_mm)
+    assert infer.pixel_mm == train.pixel_mm and infer.dim == 48 and infer.span_mm >= 60.0
+    assert inference_grid(61.0, 1.25).dim == 64
+
+
+# ----------------------------------------------------------------------------------- dataset
+def _case(direction=np.eye(3), weight=True, three_classes=True) -> MultiPlanarCase:
+    ell = _ellipsoid()
+    image = (ell * 5.0 + np.random.default_rng(2).uniform(-3.0, -1.0, SHAPE)).astype(np.float32)
+    target = ell.astype(np.int64) + three_classes * (np.indices(SHAPE)[0] > 12)  # classes 0, 1 (, 2)
+    w = np.full(SHAPE, 2.0, np.float32) + ell if weight else None
+    return MultiPlanarCase("c", image, target, w, SPACING, direction)
+
+
+def test_dataset_items_shapes_determinism_and_padding() -> None:
+    cases = [_case(), _case(OBLIQUE, weight=False)]
+    views = draw_views(3, seed=0)
+    grid = PlaneGrid(32, 3.0)  # span 96 mm >> the 59 mm diagonal: plane corners lie outside
+    ds = MultiPlanarDataset(cases, views, grid, samples_per_epoch=6, seed=5)
+    assert len(ds) == 6
+    item = ds[0]
+    assert item["image"].shape == (1, 32, 32) and item["image"].dtype == torch.float32
+    assert item["target"].shape == (32, 32) and item["target"].dtype == torch.int64
+    assert item["weight"].shape == (32, 32) and item["weight"].dtype == torch.float32
+    assert item["sample_weight"].shape == () and float(item["sample_weight"]) == 1.0
+    for i in range(6):
+        it = ds[i]
+        assert set(np.unique(it["target"].numpy())) <= {0, 1, 2}
+        mins = [float(c.image.min()) for c in cases]
+        assert float(it["image"][0, 0, 0]) in mins and int(it["target"][0, 0]) == 0
+        assert float(it["weight"][0, 0]) == 1.0 and float(it["weight"].max()) <= 3.0
+    again = MultiPlanarDataset(cases, views, grid, samples_per_epoch=6, seed=5)
+    assert all(torch.equal(ds[3][k], again[3][k]) for k in item)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["image"], again[3]["image"])
+    ds.set_epoch(0)
+    assert torch.equal(ds[3]["image"], again[3]["image"])
+    with pytest.raises(ValueError, match="no target"):
+        MultiPlanarDataset([MultiPlanarCase("x", cases[0].image)], views, grid, samples_per_epoch=1)
+
+
+def test_dataset_augment_hook_gets_arrays_and_rng() -> None:
+    seen = {}
+
+    def augment(image, target, weight, rng):
+        seen.update(image=image.shape, target=target.dtype, rng=isinstance(rng, np.random.Generator))
+        return image * 0 + 7, target, weight, 1 / 3
+
+    ds = MultiPlanarDataset([_case()], draw_views(2, seed=0), PlaneGrid(16, 2.0), samples_per_epoch=2,
+                            augment=augment)
+    item = ds[1]
+    assert seen == {"image": (1, 16, 16), "target": np.int64, "rng": True}
+    assert torch.all(item["image"] == 7) and float(item["sample_weight"]) == pytest.approx(1 / 3)
+
+
+# --------------------------------------------------------------------------------- inference
+def test_predict_recovers_ellipsoid_through_each_view() -> None:
+    ell = _ellipsoid().astype(bool)
+    image = ell.astype(np.float32)
+    views = draw_views(3, seed=7)
+    grid = inference_grid(float(np.linalg.norm(np.multiply(SHAPE, SPACING))), 1.0)
+    probs, per_view = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid,
+                                          batch_size=32, return_views=True)
+    assert probs.shape == (2, *SHAPE) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(0), 1.0, atol=1e-5)
+    assert _dice(probs.argmax(0) == 1, ell) > 0.97
+    assert len(per_view) == 3
+    for view in per_view:
+        assert np.allclose(view.sum(0), 1.0, atol=1e-5)
+        assert _dice(view.argmax(0) == 1, ell) > 0.97
+    assert np.allclose(probs, np.mean(per_view, axis=0), atol=1e-6)  # span >= diagonal: all covered
+
+
+def test_predict_uncovered_voxels_are_background_and_partial_coverage_averages() -> None:
+    image = _ellipsoid().astype(np.float32)
+    views = draw_views(3, seed=2)
+    grid = PlaneGrid(16, 1.0)  # 16 mm: the volume's corners lie outside every view
+    probs, per_view = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid,
+                                          return_views=True)
+    assert np.allclose(probs.sum(0), 1.0, atol=1e-5)
+    idx = np.indices(SHAPE).reshape(3, -1).T
+    rel = ((idx - (np.asarray(SHAPE) - 1) / 2) * SPACING) @ OBLIQUE.T  # world offsets from the centre
+    k_half = 8  # offsets k mm, |k| <= 8, cover [-8.5, 8.5]; pixels cover [-8, 8]
+    covered = []
+    for normal in views:
+        t = rel @ view_basis(normal).T
+        covered.append((np.abs(t[:, 0]) <= 8 + 1e-3) & (np.abs(t[:, 1]) <= 8 + 1e-3) & (np.abs(t[:, 2]) <= k_half
+                                                                                        + 0.5 + 1e-3))
+    covered = np.array(covered).reshape(3, *SHAPE)
+    count = covered.sum(0)
+    assert (count == 0).any() and (count == 3).any()
+    none = count == 0
+    assert np.all(probs[0][none] == 1.0) and np.all(probs[1][none] == 0.0)
+    some = count > 0
+    expected = np.sum([v * c for v, c in zip(per_view, covered)], axis=0)[:, some] / count[some]
+    assert np.allclose(probs[:, some], expected, atol=1e-5)
+    for v, c in zip(per_view, covered):
+        assert np.all(v[0][~c] == 1.0)
+
+
+def test_short_training_loop_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    ds = MultiPlanarDataset([_case(three_classes=False)], draw_views(3, seed=0), training_grid(48.0, 32),
+                            samples_per_epoch=4, seed=1)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    model = build_model("unet2d", in_channels=1, n_classes=2, base=4, depth=2)
+    loss_fn = get_loss("ce")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = loss_fn(model(batch["image"]), batch["target"], sample_weight=batch["sample_weight"])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]

@@ -1,0 +1,205 @@
+"""From a method's config entry to a trained model and predictions on the image grid, for every view
+mode, with transfer learning and interactive rounds; and the rule scripts that run them."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mskseg.io.volumes import read_volume, write_volume
+from mskseg.nn.method import MethodSpec
+from mskseg.nn.recipe import ModelInfo, dice_and_nll, load_trained, predict_case, predict_view, train_view
+from mskseg.nn.runs import input_fingerprint, load_cases, run_training
+from mskseg.volume import Volume
+from mskseg.weightmap import WeightMapSettings, weight_map_volume
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow_scripts"))
+
+LABELS = {"bone": 1, "cartilage": 2}
+SPACING = (1.0, 1.2, 1.5)
+DIRECTION = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # not the identity
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def phantom(seed: int, shape=(20, 18, 14)) -> tuple[Volume, Volume]:
+    """A bright ellipsoid 'bone' under a thin darker shell 'cartilage', in noise; position varies by seed."""
+    rng = np.random.default_rng(seed)
+    c = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
+    g = np.indices(shape).astype(float)
+    r = np.sqrt((((g - c[:, None, None, None]) * np.array(SPACING)[:, None, None, None]) ** 2
+                 / np.array([7.0, 6.0, 6.0])[:, None, None, None] ** 2).sum(0))
+    labels = np.where(r < 1.0, 1, np.where(r < 1.3, 2, 0)).astype(np.uint8)
+    image = np.select([labels == 1, labels == 2], [2.0, 1.0], 0.0) + rng.normal(0, 0.2, shape)
+    return (Volume(image.astype(np.float32), SPACING, (5.0, -3.0, 2.0), DIRECTION),
+            Volume(labels, SPACING, (5.0, -3.0, 2.0), DIRECTION))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cases")
+    out = {"image": [], "mask": [], "weight": [], "poor": []}
+    for i in range(5):
+        image, mask = phantom(i)
+        paths = {k: root / f"s{i}_{k}.nii.gz" for k in out}
+        write_volume(image, paths["image"])
+        write_volume(mask, paths["mask"])
+        write_volume(weight_map_volume(mask, WeightMapSettings(w0=5, sigma=2)), paths["weight"])
+        poor = mask.array.copy()
+        poor[poor == 2] = 1  # poor labels: cartilage labelled as bone
+        write_volume(mask.with_array(poor), paths["poor"])
+        for k in out:
+            out[k].append(str(paths[k]))
+    return out
+
+
+def cases(files, idx, weight=False, poor=False):
+    names = [f"s{i}" for i in idx]
+    return load_cases(names, [files["image"][i] for i in idx],
+                      [files["poor" if poor else "mask"][i] for i in idx],
+                      [files["weight"][i] for i in idx] if weight else None, label_values=list(LABELS.values()))
+
+
+def method(**entry):
+    base = {"kind": "trained", "network": {"name": "unet2d", "base": 4, "depth": 2},
+            "train": {"epochs": 2, "batch_size": 4, "lr": 0.01, "seed": 3, "steps_per_epoch": 3}}
+    base.update(entry)
+    return MethodSpec.from_config("tiny", base, {"w": {}})
+
+
+VIEWS = [
+    ({}, "sagittal"),
+    ({"view": "axial", "network": {"name": "unet25d", "base": 4, "depth": 2}, "n_slices": 3,
+      "loss": "ce_distance", "weight_map": "w"}, "axial"),
+    ({"view": "three_plane", "network": {"name": "segnet", "base": 4, "depth": 2}}, "coronal"),
+    ({"view": "multiplanar", "multiplanar": {"n_views": 2, "dim": 16, "samples_per_epoch": 8}}, "mpr"),
+    ({"view": "volume", "network": {"name": "unet3d", "base": 4, "depth": 2}, "patch": {"size": [8, 8, 8],
+      "samples_per_case": 2}, "augment": {"elastic": 0.5, "rotation_deg": 10}}, "3d"),
+]
+
+
+@pytest.mark.parametrize("entry, view", VIEWS, ids=[v for _, v in VIEWS])
+def test_each_view_trains_and_predicts_on_the_image_grid(files, tmp_path, entry, view) -> None:
+    spec = method(**entry)
+    weighted = spec.uses_weight_map()
+    result, info = train_view(spec, view, cases(files, [0, 1], weighted), cases(files, [2], weighted),
+                              list(LABELS.values()), tmp_path / "work")
+    assert len(result.history) == result.epochs_run == 2 and result.best_weights.is_file()
+    assert info.view == view and info.n_classes == 3
+    test = cases(files, [3])[0]
+    model = info.build()
+    model.load_state_dict(torch.load(result.best_weights, weights_only=True))
+    probs = predict_view(model, info, test, device=torch.device("cpu"))
+    assert probs.shape == (3, *test.image.shape)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
+
+
+def test_sagittal_unet_learns_the_phantom(files, tmp_path) -> None:
+    spec = method(train={"epochs": 8, "batch_size": 4, "lr": 0.02, "seed": 1}, loss="dice_ce",
+                  network={"name": "unet2d", "base": 8, "depth": 2})
+    result, info = train_view(spec, "sagittal", cases(files, [0, 1, 2]), cases(files, [3]), list(LABELS.values()),
+                              tmp_path / "work")
+    assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
+    model, info = load_trained(result.best_weights, _write_info(info, tmp_path), torch.device("cpu"))
+    test = cases(files, [4])[0]
+    probs = predict_case([(model, info)], test, weights=None, device=torch.device("cpu"), precision="fp32",
+                         batch_size=8)
+    bone = probs.argmax(0) == 1
+    truth = test.target == 1
+    assert 2 * (bone & truth).sum() / (bone.sum() + truth.sum()) > 0.9
+
+
+def _write_info(info: ModelInfo, folder: Path) -> Path:
+    path = folder / "model.json"
+    info.write(path)
+    return path
+
+
+def test_model_info_round_trip_and_bad_file(tmp_path) -> None:
+    info = ModelInfo("m", "sagittal", {"name": "unet2d", "base": 4, "depth": 2}, 3, [1, 2], slice_size=[16, 16])
+    assert ModelInfo.read(_write_info(info, tmp_path)) == info
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.json"):
+        ModelInfo.read(tmp_path / "bad.json")
+
+
+def test_dice_and_nll() -> None:
+    target = np.array([[[0, 1, 2, 2]]])
+    perfect = np.eye(3)[target].transpose(3, 0, 1, 2).astype(np.float32)
+    assert dice_and_nll(perfect, target) == (1.0, pytest.approx(0.0, abs=1e-6))
+    wrong = np.roll(perfect, 1, axis=0)
+    assert dice_and_nll(wrong, target)[0] == 0.0
+
+
+def test_pretraining_then_interactive_rounds_log_collisions(files, tmp_path) -> None:
+    spec = method(loss="weighted_ce", weight_map="w", pretrain={"train": {"epochs": 1, "batch_size": 4, "lr": 0.01,
+                                                                          "monitor": "train_loss"}},
+                  interactive={"rounds": [1, 2], "collision_eps_mm": 2.0})
+    pre, _ = train_view(spec.pretraining(), "sagittal", cases(files, [0, 1, 2], poor=True), [],
+                        list(LABELS.values()), tmp_path / "pre")
+    result, info, rounds = run_training(spec, "sagittal", cases(files, [0, 1], weight=True),
+                                        cases(files, [2], weight=True), LABELS, tmp_path / "fine",
+                                        init_weights=pre.best_weights)
+    assert list(rounds["round"]) == [1, 2] and list(rounds["n_train"]) == [1, 2]
+    assert list(rounds["predicted"]) == ["s1", "s2"]  # round 1 predicts the subject round 2 adds
+    assert (rounds["collisions"] >= 0).all() and rounds["dice"].between(0, 1).all()
+    assert (tmp_path / "fine" / "round-2").is_dir() and result.best_weights.parent.name == "round-2"
+
+
+def test_input_fingerprint_changes_with_files_and_settings(files, tmp_path) -> None:
+    a = tmp_path / "a.txt"
+    a.write_text("1", encoding="utf-8")
+    first = input_fingerprint([a], {"x": 1})
+    assert first == input_fingerprint([a], {"x": 1}) != input_fingerprint([a], {"x": 2})
+    a.write_text("22", encoding="utf-8")
+    assert input_fingerprint([a], {"x": 1}) != first
+
+
+def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
+    import fit_fusion
+    import predict_subject
+    import train_model
+
+    entry = {"kind": "trained", "view": "three_plane", "network": {"name": "unet2d", "base": 4, "depth": 2},
+             "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 2}}
+    settings = {"method": entry, "labels": LABELS, "weight_map": None}
+    subjects = {"train": ["s0", "s1"], "val": ["s2"]}
+    inputs = {"train_image": files["image"][:2], "train_mask": files["mask"][:2], "val_image": files["image"][2:3],
+              "val_mask": files["mask"][2:3]}
+    models, infos = [], []
+    for view in ("axial", "coronal", "sagittal"):
+        out = {k: tmp_path / f"{view}_{k}" for k in ("model.pt", "model.json", "history.csv", "curve.png",
+                                                     "rounds.csv")}
+        train_model.main(method="tiny", view=view, fold="0", settings=settings, subjects=subjects, files=inputs,
+                         workdir=tmp_path / "work" / view, model=out["model.pt"], info=out["model.json"],
+                         history=out["history.csv"], curve=out["curve.png"], rounds=out["rounds.csv"],
+                         log=tmp_path / f"{view}.log")
+        assert all(p.is_file() for p in out.values())
+        assert list(pd.read_csv(out["history.csv"])["epoch"]) == [1]
+        models.append(out["model.pt"])
+        infos.append(out["model.json"])
+    fit_fusion.main(method="tiny", settings=settings, images=files["image"][2:3], masks=files["mask"][2:3],
+                    models=models, infos=infos, weights=tmp_path / "fusion.json", grid=tmp_path / "grid.csv",
+                    log=tmp_path / "fusion.log")
+    weights = json.loads((tmp_path / "fusion.json").read_text(encoding="utf-8"))["views"]
+    assert set(weights) == {"axial", "coronal", "sagittal"} and sum(weights.values()) == pytest.approx(1.0)
+    pred = tmp_path / "pred.nii.gz"
+    predict_subject.main(subject="s4", image=Path(files["image"][4]), models=models, infos=infos,
+                         settings={"batch_size": 8, "device": "auto", "precision": "auto", "threads": 1,
+                                   "labels": LABELS}, prediction=pred, record=tmp_path / "pred.json",
+                         fusion=tmp_path / "fusion.json", log=tmp_path / "pred.log")
+    image, labels = read_volume(files["image"][4]), read_volume(pred)
+    assert not image.geometry_mismatches(labels)
+    assert set(np.unique(labels.array)) <= {0, 1, 2}
+    record = json.loads((tmp_path / "pred.json").read_text(encoding="utf-8"))
+    assert record["fusion_weights"] == weights and record["seconds"] >= 0

@@ -1,0 +1,23 @@
+"""Rule weight_map: the hip paper's distance weight map of one subject's preprocessed mask."""
+
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from mskseg.io.volumes import read_volume, write_volume
+from mskseg.logs import setup_logging
+from mskseg.weightmap import WeightMapSettings, weight_map_volume
+
+
+def main(*, mask: Path, weight: Path, settings: dict, log: Path | None = None) -> None:
+    logger = setup_logging(log, "weight_map")
+    s = WeightMapSettings(**settings)
+    result = weight_map_volume(read_volume(mask), s)
+    write_volume(result, weight)
+    logger.info("%s -> %s: w0 %s, sigma %s %s, erosion %d; weights %.3f..%.3f", mask, weight, s.w0, s.sigma, s.unit,
+                s.erode_radius, float(result.array.min()), float(result.array.max()))
+
+
+if __name__ == "__main__":
+    main(mask=Path(snakemake.input.mask), weight=Path(snakemake.output.weight),  # noqa: F821
+         settings=dict(snakemake.params.settings), log=snakemake.log[0])  # noqa: F821
