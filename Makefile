@@ -1,28 +1,42 @@
 # The two commands of the README:  make demo  (the workflow on the synthetic default)
 #                                  make test  (the test suite)
 # Both create the virtual environment .venv on first use: PyTorch 2.13.0 (CPU wheel) first
-# and pinned, then this package with its pinned dependencies.
+# and pinned, then this package with its pinned dependencies. The demo installs what the
+# workflow needs; the tests add the `dev` (test references) and `slurm` (cluster) extras.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 CORES ?= all
+# GPU rules declare gpu=1: with N GPUs at most N of them run at once (--resources gpu=N). A machine
+# without a GPU runs them on the CPU, side by side like any other job (no limit to give).
+GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+GPU_LIMIT := $(if $(filter-out 0,$(strip $(GPUS))),--resources gpu=$(strip $(GPUS)),)
+# Snakemake 9 re-plans once per rate-limit timespan for every job finished so far (the re-plans
+# pile up: about half a core by the end of the demo with the default 100/1s); a minute keeps that small.
+RATE := --max-jobs-per-timespan 1000/1m
 
 .PHONY: setup demo test lint dryrun clean
 
-setup: $(STAMP)
+setup: $(DEVSTAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,torch]' torch==2.13.0
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[torch]' torch==2.13.0
 	touch $(STAMP)
 
+$(DEVSTAMP): $(STAMP)
+	$(PIP) -e '.[dev,torch,slurm]' torch==2.13.0
+	touch $(DEVSTAMP)
+
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --resources gpu=1
+	$(BIN)/snakemake --cores $(CORES) $(RATE) $(GPU_LIMIT)
 	@echo "Demo done: see results/ (README, 'What the demo produces')."
 
-test: $(STAMP)
+test: $(DEVSTAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: $(STAMP)

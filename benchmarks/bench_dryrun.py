@@ -54,10 +54,11 @@ def pretend_qc_done(folder: Path, n_subjects: int) -> None:
     qc.mkdir(parents=True, exist_ok=True)
     (folder / "results" / "data" / "oai").mkdir(parents=True, exist_ok=True)
     (folder / "results" / "data" / "oai" / "manifest.tsv").write_text((folder / "manifest.tsv").read_text())
-    rows = ["subject\tqc_passed\thas_label"]
-    for i in range(n_subjects):
+    manifest = (folder / "manifest.tsv").read_text().splitlines()
+    rows = [manifest[0] + "\tqc_passed\tqc_failures\tqc_fixes\thas_label"]  # manifest columns + QC's
+    for i, line in zip(range(n_subjects), manifest[1:]):
         (qc / f"sub-9{i:06d}_qc.tsv").write_text("subject\tcheck\tstatus\tdetail\n")
-        rows.append(f"9{i:06d}\tTrue\tTrue")
+        rows.append(f"{line}\tTrue\t\t\tTrue")
     (qc / "subjects.tsv").write_text("\n".join(rows) + "\n")
     (qc / "qc_table.tsv").write_text("subject\tcheck\tstatus\tdetail\n")
 

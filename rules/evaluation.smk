@@ -20,6 +20,8 @@ rule evaluate_subject:
         log_path("evaluation", "{method}/{subject}"),
     conda:
         "../envs/imaging.yaml"
+    group:
+        "evaluation"  # one cluster job per subject chain (profiles/slurm)
     threads: eval_threads
     resources:
         mem_mb=mem_from_input,

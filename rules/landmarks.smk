@@ -46,6 +46,8 @@ rule warp_landmarks:
         log_path("landmarks", "sub-{subject}_structure-{structure}"),
     conda:
         "../envs/imaging.yaml"
+    group:
+        "shape"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

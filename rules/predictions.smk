@@ -17,6 +17,8 @@ rule perturb_prediction:
         method="|".join(PERTURBED) or "(?!)",
     conda:
         "../envs/imaging.yaml"
+    group:
+        "evaluation"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

@@ -18,6 +18,8 @@ rule preprocess_subject:
         log_path("preprocess"),
     conda:
         "../envs/imaging.yaml"
+    group:
+        "preprocess"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

@@ -45,6 +45,8 @@ rule register_structure:
         "results/benchmarks/registration/{dataset}/sub-{subject}_structure-{structure}.tsv"
     conda:
         "../envs/imaging.yaml"
+    group:
+        "shape"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=registration_mem_mb,

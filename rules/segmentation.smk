@@ -15,6 +15,8 @@ rule weight_map:
         log_path("weightmaps", "{wmap}/{subject}"),
     conda:
         "../envs/imaging.yaml"
+    group:
+        "preprocess"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,
@@ -38,6 +40,8 @@ rule preprocess_poor_mask:
         log_path("preprocess", "{subject}_poor"),
     conda:
         "../envs/imaging.yaml"
+    group:
+        "preprocess"  # one cluster job per subject chain (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

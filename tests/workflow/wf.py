@@ -12,9 +12,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """Run ``snakemake`` with the repo's Snakefile in ``cwd``; output captured as text."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``snakemake`` with the repo's Snakefile in ``cwd`` (in ``env``, default this process's
+    environment); output captured as text."""
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(REPO / "src"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, text=True, encoding="utf-8", errors="replace",
                           capture_output=True, timeout=timeout)
