@@ -23,7 +23,6 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-
 from bench_dryrun import REPO, pretend_qc_done, write_inputs
 
 METHODS = {

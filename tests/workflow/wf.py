@@ -16,7 +16,8 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``snakemake`` with the repo's Snakefile in ``cwd`` (in ``env``, default this process's
     environment); output captured as text."""
-    env = dict(os.environ if env is None else env, PYTHONPATH=str(REPO / "src"), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(REPO / "src"),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, text=True, encoding="utf-8", errors="replace",
                           capture_output=True, timeout=timeout)
