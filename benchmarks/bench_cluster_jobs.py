@@ -1,14 +1,15 @@
 """How many cluster jobs a 507-subject knee run submits through profiles/slurm, with and without grouping.
 
-    python benchmarks/bench_cluster_jobs.py [--subjects 507] [--folds 10]
+    python benchmarks/bench_cluster_jobs.py [--subjects 507] [--folds 10] [--batch-subjects 20]
 
 Builds the 507-subject manifest of bench_dryrun.py (empty stand-in files) with the knee methods of
 the paper-scale config (the 2D U-Net trained per fold, two perturbed stand-ins), pretends QC has
 passed and runs the real `make_splits` rule, so that a dry run plans the whole DAG: preprocessing,
 registration and landmarks, the per-fold shape models, training, prediction, evaluation, tables.
-Then counts the jobs of two dry runs through the profile: one with the rules' groups (a subject's
-preprocessing + weight map, a subject and bone's registration + landmark warp, a prediction's
-perturbation + scoring each one cluster job) and one with every job alone. Printed, never asserted.
+Then counts the jobs of two dry runs through the profile: one with the rules' groups (a batch of
+subjects' preprocessing + weight maps, registrations + landmark warps, and a method's perturbations +
+scoring, each with the rule that gathers the batch's records, one cluster job) and one with every job
+alone. Printed, never asserted.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ METHODS = {
 }
 
 
-def prepare(folder: Path, n_subjects: int, folds: int) -> Path:
+def prepare(folder: Path, n_subjects: int, folds: int, batch_subjects: int = 20) -> Path:
     """The manifest and config, QC pretended done, the splits made by the workflow itself."""
     write_inputs(folder, n_subjects, folds)
     config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["batch_subjects"] = batch_subjects
     config["datasets"]["oai"].update(methods=METHODS, weight_maps={"unet": {"w0": 10, "sigma": 5}},
                                      evaluation={"collision_eps_mm": None})
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
@@ -95,24 +97,25 @@ def _count(text: str) -> tuple[int, Counter]:
     return sum(per.values()), per
 
 
-#: the rules that carry `group:` (a subject's chain of small jobs goes to the cluster as one job)
-GROUPED_RULES = ("preprocess_subject", "weight_map", "preprocess_poor_mask", "register_structure", "warp_landmarks",
-                 "perturb_prediction", "evaluate_subject")
+#: the rules that carry `group:` (a batch of subjects' chains of small jobs goes to the cluster as one job)
+GROUPED_RULES = ("preprocess_subject", "weight_map", "preprocess_poor_mask", "preprocess_batch", "register_structure",
+                 "warp_landmarks", "landmarks_batch", "perturb_prediction", "evaluate_subject", "batch_metrics")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=507)
     parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--batch-subjects", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = prepare(Path(tmp), args.subjects, args.folds)
+        folder = prepare(Path(tmp), args.subjects, args.folds, args.batch_subjects)
         for grouped in (False, True):
             total, per, seconds = cluster_jobs(folder, grouped)
-            print(f"{args.subjects} subjects, {args.folds}-fold CV, {'with' if grouped else 'without'} grouping: "
-                  f"{total} cluster jobs (dry run {seconds:.1f} s)")
+            print(f"{args.subjects} subjects, {args.folds}-fold CV, batches of {args.batch_subjects}, "
+                  f"{'with' if grouped else 'without'} grouping: {total} cluster jobs (dry run {seconds:.1f} s)")
             for name, n in sorted(per.items()):
-                print(f"  {name:<28}{n:>6}")
+                print(f"  {name:<72}{n:>6}")
 
 
 if __name__ == "__main__":

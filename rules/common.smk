@@ -7,8 +7,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the workflow parses without `pip install`
 
 from mskseg import config as mskcfg
+from mskseg.batches import BATCH_PATTERN, batches
 from mskseg.nn.method import MethodSpec
 from mskseg.paths import SUBJECT_ID_PATTERN, entity_path
+from mskseg.snakemake_compat import check_each_group_once
+from snakemake.dag import DAG
+
+check_each_group_once(DAG)  # batch groups: Snakemake checks each group once per member otherwise (see the module)
 
 _resolved = mskcfg.apply_scale(config)
 config.clear()
@@ -47,6 +52,7 @@ wildcard_constraints:
     metric="|".join(mskcfg.TABLE_METRICS),
     view="sagittal|coronal|axial|mpr|3d",
     wmap="|".join(WEIGHT_MAPS) or "(?!)",
+    batch=BATCH_PATTERN,
 
 
 def out(stage, suffix, subject=None, **entities):
@@ -136,6 +142,63 @@ def passed_subjects(dataset, labelled=True):
     if labelled:
         keep &= frame["has_label"].astype(str) == "True"
     return frame.loc[keep, "subject"].tolist()
+
+
+# ---- batches: the per-subject chains are gathered (and submitted to a cluster) per batch of subjects --------
+def subject_batches(dataset, kind):
+    """{batch: subjects} of the subjects that passed QC (kind "passed") or are scored (kind "evaluated")."""
+    subjects = passed_subjects(dataset) if kind == "passed" else evaluated_subjects(dataset)
+    return batches(subjects, config["batch_subjects"])
+
+
+def batch_subjects(wildcards, kind):
+    members = subject_batches(wildcards.dataset, kind)
+    if wildcards.batch not in members:
+        raise ValueError(f"{wildcards.dataset} has no batch {wildcards.batch} of {kind} subjects "
+                         f"(batch_subjects: {config['batch_subjects']}; batches {', '.join(members) or 'none'})")
+    return members[wildcards.batch]
+
+
+def passed_batch(wildcards):
+    return batch_subjects(wildcards, "passed")
+
+
+def evaluated_batch(wildcards):
+    return batch_subjects(wildcards, "evaluated")
+
+
+def batch_files(path, kind):
+    """Input function: ``path`` (with {subject}) for every subject of the batch."""
+    def inputs(wildcards):
+        return [path.format(subject=s, **{k: v for k, v in wildcards.items() if k != "subject"})
+                for s in batch_subjects(wildcards, kind)]
+    return inputs
+
+
+def batch_tables(path, kind):
+    """Input function: ``path`` (with {batch}) for every batch of the dataset."""
+    def inputs(wildcards):
+        return [path.format(batch=b, **dict(wildcards.items())) for b in subject_batches(wildcards.dataset, kind)]
+    return inputs
+
+
+def batch_instances(wildcards):
+    """(subject, structure) of every shape model's member for the subjects of a batch."""
+    models = SHAPE_MODELS[wildcards.dataset]
+    return [(s, st) for s in batch_subjects(wildcards, "passed") for bone in models for st, _ in models[bone]]
+
+
+def batch_correspondence(wildcards):
+    return [entity_path("landmarks", wildcards.dataset, "correspondence.json", subject=s, structure=st)
+            for s, st in batch_instances(wildcards)]
+
+
+def batch_instance_subjects(wildcards):
+    return [s for s, _ in batch_instances(wildcards)]
+
+
+def bone_structures(wildcards):
+    return [s for s, _ in SHAPE_MODELS[wildcards.dataset][wildcards.bone]]
 
 
 # ---- preprocessing ---------------------------------------------------------------------------
@@ -239,11 +302,6 @@ def bone_instances(dataset, bone):
     return [(s, structure) for s in passed_subjects(dataset) for structure, _ in SHAPE_MODELS[dataset][bone]]
 
 
-def bone_correspondence(wildcards):
-    return [entity_path("landmarks", wildcards.dataset, "correspondence.json", subject=s, structure=st)
-            for s, st in bone_instances(wildcards.dataset, wildcards.bone)]
-
-
 def bone_landmarks(wildcards):
     return [entity_path("landmarks", wildcards.dataset, "landmarks.csv", subject=s, structure=st)
             for s, st in bone_instances(wildcards.dataset, wildcards.bone)]
@@ -294,17 +352,6 @@ def eval_labels(wildcards):
 
 def eval_threads(wildcards):
     return mskcfg.evaluation_settings(dataset_cfg(wildcards))["threads"]
-
-
-def subject_results(kind):
-    def inputs(wildcards):
-        return [entity_path("evaluation", wildcards.dataset, kind, subject=s, method=wildcards.method)
-                for s in evaluated_subjects(wildcards.dataset)]
-    return inputs
-
-
-def collected_subjects(wildcards):
-    return evaluated_subjects(wildcards.dataset)
 
 
 def method_tables(kind):
@@ -503,8 +550,8 @@ def preprocess_targets(wildcards):
     for d in DATASETS:
         targets += expand(entity_path("preprocess", d, "{kind}", subject="{subject}"),
                           subject=passed_subjects(d), kind=["image.nii.gz", "mask.nii.gz", "preprocess.json"])
+        targets.append(entity_path("preprocess", d, "preprocess.tsv"))
     return targets
-
 
 
 def landmark_targets(wildcards):

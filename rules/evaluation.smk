@@ -30,19 +30,50 @@ rule evaluate_subject:
         "../workflow_scripts/evaluate_subject.py"
 
 
-rule collect_metrics:
-    """One method's per-subject metrics (with each subject's test fold), summed confusion and per-slice Dice."""
+rule batch_metrics:
+    """One method's metrics of a batch of subjects (with each subject's test fold), summed confusion and per-slice
+    Dice; with its members, one cluster job per batch."""
     input:
-        metrics=subject_results("metrics.csv"),
-        confusions=subject_results("confusion.csv"),
-        fovs=subject_results("fov.csv"),
+        metrics=batch_files(entity_path("evaluation", "{dataset}", "metrics.csv", subject="{subject}",
+                                        method="{method}"), "evaluated"),
+        confusions=batch_files(entity_path("evaluation", "{dataset}", "confusion.csv", subject="{subject}",
+                                           method="{method}"), "evaluated"),
+        fovs=batch_files(entity_path("evaluation", "{dataset}", "fov.csv", subject="{subject}", method="{method}"),
+                         "evaluated"),
         splits=out("splits", "splits.tsv"),
+    output:
+        table=entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}", batch="{batch}"),
+        confusion=entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}", batch="{batch}"),
+        fov=entity_path("evaluation", "{dataset}", "fov.csv", method="{method}", batch="{batch}"),
+    params:
+        subjects=evaluated_batch,
+    log:
+        log_path("evaluation", "{method}/batch-{batch}"),
+    conda:
+        "../envs/stats.yaml"
+    group:
+        "evaluation"  # one cluster job per batch of subjects (profiles/slurm)
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/batch_metrics.py"
+
+
+rule collect_metrics:
+    """One method's batches in one: per-subject metrics, summed confusion and per-slice Dice of every test subject."""
+    input:
+        tables=batch_tables(entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}",
+                                        batch="{batch}"), "evaluated"),
+        confusions=batch_tables(entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}",
+                                            batch="{batch}"), "evaluated"),
+        fovs=batch_tables(entity_path("evaluation", "{dataset}", "fov.csv", method="{method}", batch="{batch}"),
+                          "evaluated"),
     output:
         table=entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}"),
         confusion=entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}"),
         fov=entity_path("evaluation", "{dataset}", "fov.csv", method="{method}"),
-    params:
-        subjects=collected_subjects,
     log:
         log_path("evaluation", "{method}/collect"),
     conda:

@@ -56,12 +56,37 @@ rule warp_landmarks:
         "../workflow_scripts/warp_landmarks.py"
 
 
+rule landmarks_batch:
+    """A batch of subjects' registration and correspondence records (every structure) in one table; with its
+    members, one cluster job per batch."""
+    input:
+        records=batch_correspondence,
+    output:
+        table=out("landmarks", "correspondence.tsv", batch="{batch}"),
+    params:
+        subjects=batch_instance_subjects,
+    log:
+        log_path("landmarks", "batch-{batch}"),
+    conda:
+        "../envs/stats.yaml"
+    group:
+        "shape"  # one cluster job per batch of subjects (profiles/slurm)
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/landmarks_batch.py"
+
+
 rule correspondence_table:
     """Correspondence quality of every subject of a shape model in one table (and a summary in the log)."""
     input:
-        records=bone_correspondence,
+        tables=batch_tables(out("landmarks", "correspondence.tsv", batch="{batch}"), "passed"),
     output:
         table=out("landmarks", "correspondence.tsv", bone="{bone}"),
+    params:
+        structures=bone_structures,
     log:
         log_path("landmarks", "bone-{bone}_correspondence"),
     conda:

@@ -26,3 +26,43 @@ rule preprocess_subject:
         runtime=15,
     script:
         "../workflow_scripts/preprocess_subject.py"
+
+
+rule preprocess_batch:
+    """A batch of subjects' preprocessing records in one table; with its members, one cluster job per batch."""
+    input:
+        records=batch_files(out("preprocess", "preprocess.json", subject="{subject}"), "passed"),
+    output:
+        table=out("preprocess", "preprocess.tsv", batch="{batch}"),
+    params:
+        subjects=passed_batch,
+    log:
+        log_path("preprocess", "batch-{batch}"),
+    conda:
+        "../envs/stats.yaml"
+    group:
+        "preprocess"  # one cluster job per batch of subjects (profiles/slurm)
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/preprocess_batch.py"
+
+
+rule preprocess_table:
+    """Every subject's preprocessing (geometry before and after, intensity scaling, crop) in one table."""
+    input:
+        tables=batch_tables(out("preprocess", "preprocess.tsv", batch="{batch}"), "passed"),
+    output:
+        table=out("preprocess", "preprocess.tsv"),
+    log:
+        log_path("preprocess", "table"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/preprocess_table.py"

@@ -1,31 +1,30 @@
-"""Rule collect_metrics: one method's per-subject metrics, confusion counts and per-slice Dice in three tables."""
+"""Rule collect_metrics: one method's batch tables merged into its per-subject metrics, confusion and per-slice Dice."""
 
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io.tables import read_numeric_table, read_table, write_table
+from mskseg.io.tables import read_numeric_table, write_table
 from mskseg.logs import setup_logging
-from mskseg.metrics.collect import collect
+from mskseg.metrics.collect import Collected, merge
 
 
-def main(*, metrics: list[Path], confusions: list[Path], fovs: list[Path], subjects: list[str], splits: Path,
-         method: str, table: Path, confusion: Path, fov: Path, log: Path | None = None) -> None:
+def main(*, tables: list[Path], confusions: list[Path], fovs: list[Path], method: str, table: Path,
+         confusion: Path, fov: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "collect_metrics")
-    folds = read_table(splits)
-    out = collect(method, subjects, folds, [read_numeric_table(p) for p in metrics],
-                  [read_numeric_table(p) for p in confusions], [read_numeric_table(p) for p in fovs])
+    out = merge([Collected(metrics=read_numeric_table(m), confusion=read_numeric_table(c), fov=read_numeric_table(f))
+                 for m, c, f in zip(tables, confusions, fovs, strict=True)])
     write_table(out.metrics, table)
     write_table(out.confusion, confusion)
     write_table(out.fov, fov)
-    logger.info("%s: %d subjects; mean Dice per structure:\n%s", method, len(subjects),
+    logger.info("%s: %d subjects from %d batches; mean Dice per structure:\n%s", method,
+                out.metrics["subject"].nunique(), len(tables),
                 out.metrics.groupby("structure", sort=False)["dice"].mean().to_string())
 
 
 if __name__ == "__main__":
-    main(metrics=[Path(p) for p in snakemake.input.metrics],  # noqa: F821
+    main(tables=[Path(p) for p in snakemake.input.tables],  # noqa: F821
          confusions=[Path(p) for p in snakemake.input.confusions],  # noqa: F821
-         fovs=[Path(p) for p in snakemake.input.fovs], subjects=list(snakemake.params.subjects),  # noqa: F821
-         splits=Path(snakemake.input.splits), method=snakemake.wildcards.method,  # noqa: F821
+         fovs=[Path(p) for p in snakemake.input.fovs], method=snakemake.wildcards.method,  # noqa: F821
          table=Path(snakemake.output.table), confusion=Path(snakemake.output.confusion),  # noqa: F821
          fov=Path(snakemake.output.fov), log=snakemake.log[0])  # noqa: F821

@@ -1,23 +1,26 @@
 """Rule correspondence_table: every subject's correspondence quality for one shape model in one table."""
 
-import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
-from mskseg.io.tables import write_table
+from mskseg.batches import gather
+from mskseg.io.tables import read_numeric_table, write_table
 from mskseg.logs import setup_logging
 
 
-def main(*, records: list[Path], table: Path, log: Path | None = None) -> None:
+def main(*, tables: list[Path], structures: list[str], table: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "correspondence_table")
-    frame = pd.DataFrame([json.loads(Path(p).read_text(encoding="utf-8")) for p in records])
+    frame = gather([read_numeric_table(p) for p in tables])
+    frame = frame[frame["structure"].isin(structures)].reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"no record of {', '.join(structures)} in {', '.join(map(str, tables))}")
     write_table(frame, table)
-    for _, row in frame[~frame["converged"].astype(bool)].iterrows():
+    converged = frame["converged"].astype(str) == "True"
+    for _, row in frame[~converged].iterrows():
         logger.warning("EXCLUDED %s %s: registration did not converge (%s)", row["subject"], row["structure"],
-                       row["reason"])
-    ok = frame[frame["converged"].astype(bool)]
+                       row.get("reason"))
+    ok = frame[converged]
     cols = [c for c in ("dice", "surface_mean_mm", "surface_p95_mm", "surface_max_mm", "surface_mean_voxels",
                         "truth_mean_mm", "truth_p95_mm", "truth_max_mm") if c in ok]
     logger.info("%d of %d registrations converged; mean over them:\n%s", len(ok), len(frame),
@@ -25,5 +28,5 @@ def main(*, records: list[Path], table: Path, log: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(records=[Path(p) for p in snakemake.input.records], table=Path(snakemake.output.table),  # noqa: F821
-         log=snakemake.log[0])  # noqa: F821
+    main(tables=[Path(p) for p in snakemake.input.tables], structures=list(snakemake.params.structures),  # noqa: F821
+         table=Path(snakemake.output.table), log=snakemake.log[0])  # noqa: F821

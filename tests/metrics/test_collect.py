@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg.metrics.collect import collect, fold_of_test_subject
+from mskseg.metrics.collect import collect, fold_of_test_subject, merge
 from mskseg.metrics.evaluate import evaluate_arrays
 
 SPLITS = pd.DataFrame({
@@ -81,3 +81,26 @@ def test_collect_real_evaluations():
 def test_collect_rejects_mismatched_lengths():
     with pytest.raises(ValueError):
         collect("m", ["s1", "s2"], SPLITS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
+
+
+def test_merging_batches_equals_collecting_all_subjects_at_once():
+    subjects = ["s1", "s2", "s3"]
+    confs = [confusion([[10, 1, 0], [2, 5, 0], [0, 0, 3]]), confusion([[20, 0, 1], [0, 4, 1], [1, 0, 6]]),
+             confusion([[7, 0, 0], [0, 0, 0], [0, 2, 9]])]
+    mets = [metrics(0.9, 0.8), metrics(0.7, 0.6), metrics(0.5, 0.4)]
+    fovs = [fov(3), fov(2), fov(4)]
+    whole = collect("unet", subjects, SPLITS, mets, confs, fovs)
+    parts = [collect("unet", subjects[:2], SPLITS, mets[:2], confs[:2], fovs[:2]),
+             collect("unet", subjects[2:], SPLITS, mets[2:], confs[2:], fovs[2:])]
+    merged = merge(parts)
+    pd.testing.assert_frame_equal(merged.metrics, whole.metrics)
+    pd.testing.assert_frame_equal(merged.fov, whole.fov)
+    pd.testing.assert_frame_equal(merged.confusion, whole.confusion, check_dtype=False)
+
+
+def test_merge_rejects_a_subject_in_two_batches_and_no_batch():
+    part = collect("unet", ["s1"], SPLITS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
+    with pytest.raises(ValueError, match="more than one batch"):
+        merge([part, part])
+    with pytest.raises(ValueError, match="no batch"):
+        merge([])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from preprocess_phantoms import SPACING, empty_volume
 
 from mskseg.preprocess import bounding_box, crop, margin_voxels
-from preprocess_phantoms import SPACING, empty_volume
 
 
 def test_margin_in_mm_per_axis_with_anisotropic_spacing():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from preprocess_phantoms import empty_volume
 
 from mskseg.preprocess import ct_quartile, ct_quartile_stats, normalise, normalise_with_stats, zscore_clip
-from preprocess_phantoms import empty_volume
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from preprocess_phantoms import DIRECTION, ORIGIN, SPACING
 
 from mskseg.preprocess import orientation_code, reorient
 from mskseg.volume import Volume
-from preprocess_phantoms import DIRECTION, ORIGIN, SPACING
 
 CODES = ["LPS", "RAS", "PIR", "SLA", "AIL", "IRP"]
 

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from preprocess_phantoms import dice, label_centroid_mm
 
 from mskseg.preprocess import (
     PreprocessSettings,
@@ -11,7 +12,6 @@ from mskseg.preprocess import (
     zscore_clip,
 )
 from mskseg.volume import Volume
-from preprocess_phantoms import dice, label_centroid_mm
 
 SETTINGS = [
     PreprocessSettings(orientation="RAS", spacing=(1.0, 1.0, 1.0), crop_labels=(1, 2), crop_margin_mm=5.0),

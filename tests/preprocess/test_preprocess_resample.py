@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-
-from mskseg.preprocess import physical_extent, resample, resample_like, resampled_grid
 from preprocess_phantoms import (
     empty_volume,
     grid_centre,
@@ -9,6 +7,8 @@ from preprocess_phantoms import (
     label_volume_mm3,
     world_coordinates,
 )
+
+from mskseg.preprocess import physical_extent, resample, resample_like, resampled_grid
 
 
 @pytest.fixture

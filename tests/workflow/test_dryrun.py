@@ -39,17 +39,20 @@ def test_default_config_dry_run_plans_both_synthetic_datasets(tmp_path: Path) ->
     assert counts == {"synthesize_subject": "18", "qc_subject": "18"}  # 10 knee + 8 hip phantoms
 
 
-def test_slurm_profile_submits_a_subjects_chain_as_one_job_and_gpu_rules_alone(tmp_path: Path) -> None:
+def test_slurm_profile_submits_a_batch_of_subjects_chains_as_one_job_and_gpu_rules_alone(tmp_path: Path) -> None:
     from bench_cluster_jobs import cluster_jobs, prepare
 
-    folder = prepare(tmp_path, 12, 3)
+    folder = prepare(tmp_path, 12, 3, batch_subjects=5)  # batches of 5, 5 and 2 subjects
     alone, per_alone, _ = cluster_jobs(folder, grouped=False)
     grouped, per_grouped, _ = cluster_jobs(folder, grouped=True)
     assert per_alone["preprocess_subject"] == 12 and per_alone["register_structure"] == 2 * 12
-    assert per_grouped["group: preprocess_subject + weight_map"] == 12
-    assert per_grouped["group: register_structure + warp_landmarks"] == 2 * 12
-    assert per_grouped["group: evaluate_subject + perturb_prediction"] == 2 * 12  # two perturbed methods
-    assert per_grouped["evaluate_subject"] == 12  # the trained method's scoring (its prediction is a GPU job)
-    for rule in ("train_model", "predict_subject", "shape_model", "select_reference"):
+    assert per_alone["preprocess_batch"] == per_alone["landmarks_batch"] == 3
+    assert per_alone["batch_metrics"] == 3 * 3  # three methods
+    assert per_grouped["group: preprocess_batch + preprocess_subject + weight_map"] == 3
+    assert per_grouped["group: landmarks_batch + register_structure + warp_landmarks"] == 3
+    assert per_grouped["group: batch_metrics + evaluate_subject + perturb_prediction"] == 2 * 3  # perturbed
+    assert per_grouped["group: batch_metrics + evaluate_subject"] == 3  # the trained method (GPU predictions alone)
+    for rule in ("train_model", "predict_subject", "shape_model", "select_reference", "collect_metrics"):
         assert per_grouped[rule] == per_alone[rule] > 0, rule  # never grouped
-    assert alone - grouped == 12 + 2 * 12 + 2 * 12, (grouped, alone)
+    grouped_away = (12 + 12 + 3) + (2 * 12 + 2 * 12 + 3) + (2 * 12 + 3 * 12 + 9)
+    assert alone - grouped == grouped_away - (3 + 3 + 3 * 3), (grouped, alone)  # each batch one job

@@ -20,9 +20,9 @@ from tests.workflow.wf import snakemake, write_config
 
 pytestmark = pytest.mark.slow
 RULES = {"synthesize_subject", "dataset_manifest", "qc_subject", "qc_summary", "make_splits", "preprocess_subject",
-         "perturb_prediction", "evaluate_subject", "collect_metrics", "metric_table", "fov_curve", "table_summary",
-         "training_size_study", "weight_map", "preprocess_poor_mask", "pretrain_model", "train_model", "fit_fusion",
-         "predict_subject", "all"}
+         "perturb_prediction", "evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
+         "table_summary", "training_size_study", "weight_map", "preprocess_poor_mask", "pretrain_model", "train_model",
+         "fit_fusion", "predict_subject", "preprocess_batch", "preprocess_table", "all"}
 TINY_TRAIN = {"epochs": 1, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 2, "seed": 1}
 LABELS4 = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
 
@@ -80,6 +80,7 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                "split": {"method": "kfold", "k": 3, "n_val_folds": 1}}
     return {
         "qc": {"fatal": fatal},
+        "batch_subjects": 2,  # several batches per dataset: records are gathered per batch, then per dataset
         "datasets": {
             "knee": {"modality": "mri", "labels": LABELS4, "bones": ["femur", "tibia"],
                      "source": {"synthetic": {"kind": "knee", "n_subjects": 3, "seed": 5, "patients": 1}},
@@ -239,7 +240,7 @@ def test_a_changed_evaluation_setting_reruns_only_evaluation_rules(run: Path, tm
     assert dry.returncode == 0, text[-3000:]
     planned = {line.split()[0] for line in text.splitlines()
                if line and line.split()[0] in RULES and len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert planned and planned <= {"evaluate_subject", "collect_metrics", "metric_table", "fov_curve",
+    assert planned and planned <= {"evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
                                    "table_summary", "training_size_study", "all"}, text[-3000:]
     assert "evaluate_subject" in planned and "perturb_prediction" not in text
 
@@ -282,3 +283,21 @@ def test_bad_subject_id_in_manifest_stops_the_run_naming_the_row(tmp_path: Path)
     result = snakemake("-n", "--cores", "1", cwd=tmp_path)
     assert result.returncode != 0
     assert "row 3: subject id 'bad id;rm' holds a space" in result.stdout + result.stderr
+
+
+def test_records_are_gathered_per_batch_of_subjects_then_per_dataset(run: Path) -> None:
+    subjects = _table(run, "qc", "broken", "subjects.tsv")
+    passed = subjects.loc[subjects["qc_passed"].astype(str) == "True", "subject"].tolist()
+    batches = sorted((run / "results/preprocess/broken").glob("batch-*_preprocess.tsv"))
+    assert [b.name[:9] for b in batches] == [f"batch-{i:03d}" for i in range((len(passed) + 1) // 2)]
+    stacked = pd.concat([pd.read_csv(b, sep="\t", dtype={"subject": str}) for b in batches])["subject"].tolist()
+    table = _table(run, "preprocess", "broken", "preprocess.tsv")
+    assert table["subject"].tolist() == stacked == passed
+    assert {"output.image.shape", "output.image.spacing", "crop.margin_mm"} <= set(table.columns)
+    # the knee's three test subjects in two batches; the method's table is their union
+    parts = sorted((run / "results/evaluation/knee").glob("method-exact_batch-*_metrics.csv"))
+    assert len(parts) == 2
+    merged = pd.read_csv(run / "results/evaluation/knee/method-exact_metrics.csv", dtype={"subject": str})
+    pd.testing.assert_frame_equal(merged, pd.concat([pd.read_csv(p, dtype={"subject": str}) for p in parts],
+                                                    ignore_index=True))
+    assert merged["subject"].nunique() == 3

@@ -158,14 +158,19 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]
 def femur(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The unmirrored femur model, all six subjects, with truth, then table and shape model."""
     from correspondence_table import main as correspondence_table
+    from landmarks_batch import main as landmarks_batch
     from shape_model import main as shape_model
 
     root = tmp_path_factory.mktemp("femur")
     run = _run_model(root, data, SUBJECTS, mirrored=False)
     subs = run["subjects"]
     run["table"] = root / "correspondence.tsv"
-    correspondence_table(records=[subs[s]["quality.json"] for s in SUBJECTS], table=run["table"],
-                         log=root / "correspondence.log")
+    batches = [SUBJECTS[:2], SUBJECTS[2:]]  # gathered per batch of subjects first, as the workflow does
+    for i, members in enumerate(batches):
+        landmarks_batch(records=[subs[s]["quality.json"] for s in members], subjects=members,
+                        table=root / f"batch-{i:03d}_correspondence.tsv", log=root / f"batch-{i:03d}.log")
+    correspondence_table(tables=[root / f"batch-{i:03d}_correspondence.tsv" for i in range(len(batches))],
+                         structures=["femur"], table=run["table"], log=root / "correspondence.log")
     splits = pd.DataFrame({"split": 0, "subject": SUBJECTS, "patient": [f"p{s}" for s in SUBJECTS],
                            "role": ["train" if s in TRAIN else "test" for s in SUBJECTS]})
     write_table(splits, root / "splits.tsv")

@@ -33,7 +33,7 @@ SUBJECTS = ("knee000", "knee001", "knee002")
 def _config() -> dict:
     # epochs of about 3 s, so that a training job can be cancelled between two checkpoints
     train = {"epochs": 4, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 50, "seed": 1}
-    return {"datasets": {"knee": {
+    return {"batch_subjects": 2, "datasets": {"knee": {  # batches of 2 and 1 subjects
         "modality": "mri",
         "labels": {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4},
         "bones": ["femur", "tibia"],
@@ -113,13 +113,21 @@ def test_every_job_went_through_sbatch_and_completed(runs) -> None:
     assert {"train_model", "predict_subject", "make_splits", "qc_summary"} <= rules, rules
 
 
-def test_a_subjects_chain_ran_as_one_group_job(runs) -> None:
+def test_a_batch_of_subjects_chains_ran_as_one_group_job(runs) -> None:
     comments = [j.get("Comment", "") for j in runs["jobs"]]
-    # the perturbation and the scoring of each of the three "exact" predictions: one sbatch job each
-    pairs = [c for c in comments if c.startswith("rule_evaluation_evaluate_subject_perturb_prediction")]
-    assert len(pairs) == 3, comments
-    assert not [c for c in comments if c.startswith("rule_perturb_prediction")], comments
-    assert len([c for c in comments if c.startswith("rule_preprocess_preprocess_subject")]) == 3, comments
+    # a group job's comment is rule_<group>_<its rules> (a lone job's: rule_<rule>_wildcards_<values>): per
+    # batch (2 + 1 subjects) the preprocessing and its gathering; the perturbations and scoring of the "exact"
+    # predictions and their gathering; the scoring of the "unet" predictions (each a GPU job of its own) and
+    # their gathering
+    groups = {c for c in comments if c.startswith(("rule_preprocess_", "rule_evaluation_")) and "_wildcards_" not in c}
+    exact = [c for c in comments if c in groups and c.startswith("rule_evaluation_") and "perturb_prediction" in c]
+    unet = [c for c in comments if c in groups and c.startswith("rule_evaluation_") and "perturb_prediction" not in c]
+    preprocess = [c for c in comments if c in groups and c.startswith("rule_preprocess_")]
+    assert len(exact) == len(unet) == len(preprocess) == 2, comments
+    assert all("batch_metrics" in c and "evaluate_subject" in c for c in exact + unet), groups
+    assert all("preprocess_batch" in c and "preprocess_subject" in c for c in preprocess), groups
+    lone = {re.sub(r"_wildcards_.*", "", c).removeprefix("rule_") for c in comments if c not in groups}
+    assert not lone & {"perturb_prediction", "evaluate_subject", "preprocess_subject", "batch_metrics"}, lone
 
 
 def _gpu_jobs(jobs: list[dict[str, str]]) -> list[dict[str, str]]:

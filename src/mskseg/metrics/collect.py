@@ -1,4 +1,5 @@
-"""One method's per-subject results gathered into long tables with method, subject and fold columns."""
+"""One method's per-subject results gathered into long tables with method, subject and fold columns:
+per batch of subjects (:func:`collect`), then the batches into the dataset's tables (:func:`merge`)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,22 @@ def collect(method: str, subjects: Sequence[str], splits: pd.DataFrame, metrics:
         conf = c if conf is None else conf.add(c, fill_value=0)
     confusion = conf.reset_index() if conf is not None else pd.DataFrame()
     return Collected(metrics=table, confusion=confusion, fov=fov)
+
+
+def merge(parts: Sequence[Collected]) -> Collected:
+    """Batches' tables in one: metrics and per-slice Dice stacked in order, confusion counts summed."""
+    if not parts:
+        raise ValueError("no batch to merge")
+    metrics = pd.concat([p.metrics for p in parts], ignore_index=True)
+    fovs = [p.fov for p in parts if len(p.fov.columns)]
+    fov = pd.concat(fovs, ignore_index=True) if fovs else pd.DataFrame()
+    conf = None
+    for part in parts:
+        if not len(part.confusion.columns):
+            continue
+        c = part.confusion.set_index("reference")
+        conf = c if conf is None else conf.add(c, fill_value=0)
+    confusion = conf.reset_index() if conf is not None else pd.DataFrame()
+    if "subject" in metrics and metrics.duplicated(["subject", "structure"]).any():
+        raise ValueError("a subject is in more than one batch")
+    return Collected(metrics=metrics, confusion=confusion, fov=fov)
