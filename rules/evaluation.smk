@@ -21,7 +21,7 @@ rule evaluate_subject:
     conda:
         "../envs/imaging.yaml"
     group:
-        "evaluation"  # one cluster job per subject chain (profiles/slurm)
+        "evaluation"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: eval_threads
     resources:
         mem_mb=mem_from_input,

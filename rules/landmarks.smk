@@ -47,7 +47,7 @@ rule warp_landmarks:
     conda:
         "../envs/imaging.yaml"
     group:
-        "shape"  # one cluster job per subject chain (profiles/slurm)
+        "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

@@ -18,7 +18,7 @@ rule perturb_prediction:
     conda:
         "../envs/imaging.yaml"
     group:
-        "evaluation"  # one cluster job per subject chain (profiles/slurm)
+        "evaluation"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

@@ -19,7 +19,7 @@ rule preprocess_subject:
     conda:
         "../envs/imaging.yaml"
     group:
-        "preprocess"  # one cluster job per subject chain (profiles/slurm)
+        "preprocess"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,

@@ -46,7 +46,7 @@ rule register_structure:
     conda:
         "../envs/imaging.yaml"
     group:
-        "shape"  # one cluster job per subject chain (profiles/slurm)
+        "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=registration_mem_mb,

@@ -16,7 +16,7 @@ rule weight_map:
     conda:
         "../envs/imaging.yaml"
     group:
-        "preprocess"  # one cluster job per subject chain (profiles/slurm)
+        "preprocess"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,
@@ -41,7 +41,7 @@ rule preprocess_poor_mask:
     conda:
         "../envs/imaging.yaml"
     group:
-        "preprocess"  # one cluster job per subject chain (profiles/slurm)
+        "preprocess"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     threads: 1
     resources:
         mem_mb=mem_from_input,
