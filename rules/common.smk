@@ -170,8 +170,7 @@ def evaluated_batch(wildcards):
 def batch_files(path, kind):
     """Input function: ``path`` (with {subject}) for every subject of the batch."""
     def inputs(wildcards):
-        return [path.format(subject=s, **{k: v for k, v in wildcards.items() if k != "subject"})
-                for s in batch_subjects(wildcards, kind)]
+        return [path.format(subject=s, **dict(wildcards.items())) for s in batch_subjects(wildcards, kind)]
     return inputs
 
 
@@ -198,7 +197,7 @@ def batch_instance_subjects(wildcards):
 
 
 def bone_structures(wildcards):
-    return [s for s, _ in SHAPE_MODELS[wildcards.dataset][wildcards.bone]]
+    return [s for s, _ in bone_members(wildcards)]
 
 
 # ---- preprocessing ---------------------------------------------------------------------------
