@@ -1,6 +1,6 @@
 # mskseg: musculoskeletal image segmentation workflow (knee MRI, hip CT).
 # The rules say what is made from what; the package under src/mskseg says how.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,55 +16,55 @@ include: "rules/preprocess.smk"
 include: "rules/registration.smk"
 include: "rules/landmarks.smk"
 include: "rules/shape_model.smk"
-include: "rules/predictions.smk"
 include: "rules/segmentation.smk"
+include: "rules/predictions.smk"
 include: "rules/evaluation.smk"
 
 
 rule all:
-    input:
-        data_targets,
-        qc_targets,
-        split_targets,
-        preprocess_targets,
-        landmark_targets,
-        shape_model_targets,
-        segmentation_targets,
-        evaluation_targets,
     default_target: True
+    input:
+        wf.targets.data,
+        wf.targets.qc,
+        wf.targets.splits,
+        wf.targets.preprocess,
+        wf.targets.landmarks,
+        wf.targets.shape_models,
+        wf.targets.models,
+        wf.targets.tables,
 
 
 rule data:
     input:
-        data_targets,
+        wf.targets.data,
 
 
 rule qc:
     input:
-        qc_targets,
+        wf.targets.qc,
 
 
 rule splits:
     input:
-        split_targets,
+        wf.targets.splits,
 
 
 rule preprocess:
     input:
-        preprocess_targets,
+        wf.targets.preprocess,
 
 
 rule shape:
     input:
-        landmark_targets,
-        shape_model_targets,
+        wf.targets.landmarks,
+        wf.targets.shape_models,
 
 
 rule models:
     input:
-        segmentation_targets,
+        wf.targets.models,
 
 
 rule tables:
     input:
-        evaluation_targets,
+        wf.targets.tables,

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_metrics.py knee-mild --check-gap
 
 Each case is a synthetic phantom's label map (the reference) and a perturbed copy of it
-(mskseg.perturb: smooth displacement plus two blobs) as the prediction. For each case it prints:
+(mskseg.synthetic.perturb: smooth displacement plus two blobs) as the prediction. For each case it prints:
 
 * mskseg: all metrics (overlap, confusion, HD/HD95/ASSD, GapDice eps 10 mm, collision count
   eps 2 mm, per-slice Dice), median of 3 runs on 2 threads, and the same without GapDice and
@@ -36,8 +36,8 @@ import time
 import numpy as np
 
 from mskseg.metrics.evaluate import EvaluationSettings, evaluate_arrays
-from mskseg.perturb import PerturbSettings, perturb_labels
 from mskseg.synthetic import LABELS, generate_subject
+from mskseg.synthetic.perturb import PerturbSettings, perturb_labels
 
 CASES = {
     "knee-mild": ("knee", (160, 384, 384), (0.7, 0.3646, 0.3646), 0.3),
@@ -85,8 +85,8 @@ def monai_reference(pred: np.ndarray, ref: np.ndarray, spacing, labels: dict[str
 
     torch.set_num_threads(2)
     values = list(labels.values())
-    p = torch.stack([torch.from_numpy(pred == v) for v in [0] + values])[None]
-    r = torch.stack([torch.from_numpy(ref == v) for v in [0] + values])[None]
+    p = torch.stack([torch.from_numpy(pred == v) for v in [0, *values]])[None]
+    r = torch.stack([torch.from_numpy(ref == v) for v in [0, *values]])[None]
     sp = [float(s) for s in spacing]
     hd = compute_hausdorff_distance(p, r, include_background=False, spacing=sp)[0]
     hd95 = compute_hausdorff_distance(p, r, include_background=False, percentile=95, spacing=sp)[0]
@@ -157,7 +157,7 @@ def run(name: str, check_gap: bool) -> None:
                      lambda p, r, s, lab: brute_gap_dice(p, r, s, lab, 10.0), ["gap_dice"]))
     for title, fn, keys in refs:
         try:
-            t_ref, vals = timed(lambda: fn(pred, ref, spacing, labels))
+            t_ref, vals = timed(lambda fn=fn: fn(pred, ref, spacing, labels))
         except ImportError as err:
             print(f"{title}: not installed ({err.name})")
             continue

@@ -47,10 +47,9 @@ def make_subjects(cache: Path, indices: list[int]) -> None:
 
 def run_case(cache: Path, fixed_id: int, moving_id: int, bone: str, backend: str, spacing: float,
              threads: int) -> dict:
-    import pandas as pd
-
-    from mskseg.correspondence import carry_frame, true_points, truth_errors
     from mskseg.io import read_volume
+    from mskseg.io.tables import read_table
+    from mskseg.landmarks.correspondence import carry_frame, true_points, truth_errors
     from mskseg.registration import set_threads
     from mskseg.registration.masks import structure_mask, working_image
     from mskseg.registration.pipeline import RegistrationSettings, register_to_reference
@@ -64,8 +63,9 @@ def run_case(cache: Path, fixed_id: int, moving_id: int, bone: str, backend: str
     fixed = working_image(structure_mask(fixed_mask, LABELS[bone]), spacing, settings.margin_mm)
     result = register_to_reference(fixed, structure_mask(moving_mask, LABELS[bone]), settings)
     seconds = time.perf_counter() - start
-    ref_truth = true_points(pd.read_csv(cache / f"knee{fixed_id}_landmarks.csv"), bone)
-    errors = truth_errors(carry_frame(ref_truth, result.affine, result.field, False), true_points(pd.read_csv(cache / f"knee{moving_id}_landmarks.csv"), bone))
+    ref_truth = true_points(read_table(cache / f"knee{fixed_id}_landmarks.csv"), bone)
+    errors = truth_errors(carry_frame(ref_truth, result.affine, result.field, False),
+                          true_points(read_table(cache / f"knee{moving_id}_landmarks.csv"), bone))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"bone": bone, "backend": backend, "working_spacing_mm": spacing, "threads": threads,
             "grid": list(fixed.GetSize()), "seconds": round(seconds, 2), "peak_rss_MiB": round(peak),

@@ -90,7 +90,7 @@ def configs(device_spec: str, precision: str, layout: str) -> list[Config]:
     """
     devices = [torch.device("cpu")]
     if device_spec == "cuda" or (device_spec == "auto" and torch.cuda.is_available()):
-        devices = [resolve_device("cuda")] if device_spec == "cuda" else devices + [resolve_device("cuda")]
+        devices = [resolve_device("cuda")] if device_spec == "cuda" else [*devices, resolve_device("cuda")]
     out = []
     for device in devices:
         precisions = [precision] if precision != "all" else ["fp32"] + (["bf16"] if device.type == "cuda" else [])
@@ -207,10 +207,8 @@ def bench_sliding_window(args: argparse.Namespace) -> None:
             model = model.to(memory_format=torch.channels_last_3d)
         print(f"  {cfg.label}: {describe(cfg.device)}, {count_parameters(model):,} parameters, batch {batch}, "
               f"median of {repeats}", flush=True)
-        if n_windows == total:
-            shape = SHAPE
-        else:  # n windows in a row along the last axis (step = half a patch)
-            shape = (PATCH[0], PATCH[1], PATCH[2] + (n_windows - 1) * PATCH[2] // 2)
+        # the whole volume, or n windows in a row along the last axis (step = half a patch)
+        shape = SHAPE if n_windows == total else (PATCH[0], PATCH[1], PATCH[2] + (n_windows - 1) * PATCH[2] // 2)
         image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
         def infer(volume: np.ndarray = image, cfg: Config = cfg, model: torch.nn.Module = model,

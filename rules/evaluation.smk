@@ -7,25 +7,25 @@
 rule evaluate_subject:
     """Every metric of one subject's prediction against its preprocessed reference mask."""
     input:
-        prediction=prediction_path,
+        prediction=wf.predictions.path,
         reference=out("preprocess", "mask.nii.gz", subject="{subject}"),
     output:
         metrics=entity_path("evaluation", "{dataset}", "metrics.csv", subject="{subject}", method="{method}"),
         confusion=entity_path("evaluation", "{dataset}", "confusion.csv", subject="{subject}", method="{method}"),
         fov=entity_path("evaluation", "{dataset}", "fov.csv", subject="{subject}", method="{method}"),
-    params:
-        settings=eval_settings,
-        labels=eval_labels,
     log:
         log_path("evaluation", "{method}/{subject}"),
-    conda:
-        "../envs/imaging.yaml"
     group:
         "evaluation"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
-    threads: eval_threads
+    conda:
+        "../envs/imaging.yaml"
+    threads: wf.evaluation.threads
     resources:
         mem_mb=mem_from_input,
         runtime=15,
+    params:
+        settings=wf.evaluation.settings,
+        labels=wf.evaluation.labels,
     script:
         "../workflow_scripts/evaluate_subject.py"
 
@@ -34,29 +34,33 @@ rule batch_metrics:
     """One method's metrics of a batch of subjects (with each subject's test fold), summed confusion and per-slice
     Dice; with its members, one cluster job per batch."""
     input:
-        metrics=batch_files(entity_path("evaluation", "{dataset}", "metrics.csv", subject="{subject}",
-                                        method="{method}"), "evaluated"),
-        confusions=batch_files(entity_path("evaluation", "{dataset}", "confusion.csv", subject="{subject}",
-                                           method="{method}"), "evaluated"),
-        fovs=batch_files(entity_path("evaluation", "{dataset}", "fov.csv", subject="{subject}", method="{method}"),
-                         "evaluated"),
+        metrics=wf.batches.files(
+            entity_path("evaluation", "{dataset}", "metrics.csv", subject="{subject}", method="{method}"), "evaluated"
+        ),
+        confusions=wf.batches.files(
+            entity_path("evaluation", "{dataset}", "confusion.csv", subject="{subject}", method="{method}"),
+            "evaluated",
+        ),
+        fovs=wf.batches.files(
+            entity_path("evaluation", "{dataset}", "fov.csv", subject="{subject}", method="{method}"), "evaluated"
+        ),
         splits=out("splits", "splits.tsv"),
     output:
         table=entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}", batch="{batch}"),
         confusion=entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}", batch="{batch}"),
         fov=entity_path("evaluation", "{dataset}", "fov.csv", method="{method}", batch="{batch}"),
-    params:
-        subjects=evaluated_batch,
     log:
         log_path("evaluation", "{method}/batch-{batch}"),
-    conda:
-        "../envs/stats.yaml"
     group:
         "evaluation"  # one cluster job per batch of subjects (profiles/slurm)
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        subjects=wf.batches.evaluated,
     script:
         "../workflow_scripts/batch_metrics.py"
 
@@ -64,12 +68,15 @@ rule batch_metrics:
 rule collect_metrics:
     """One method's batches in one: per-subject metrics, summed confusion and per-slice Dice of every test subject."""
     input:
-        tables=batch_tables(entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}",
-                                        batch="{batch}"), "evaluated"),
-        confusions=batch_tables(entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}",
-                                            batch="{batch}"), "evaluated"),
-        fovs=batch_tables(entity_path("evaluation", "{dataset}", "fov.csv", method="{method}", batch="{batch}"),
-                          "evaluated"),
+        tables=wf.batches.tables_of(
+            entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}", batch="{batch}"), "evaluated"
+        ),
+        confusions=wf.batches.tables_of(
+            entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}", batch="{batch}"), "evaluated"
+        ),
+        fovs=wf.batches.tables_of(
+            entity_path("evaluation", "{dataset}", "fov.csv", method="{method}", batch="{batch}"), "evaluated"
+        ),
     output:
         table=entity_path("evaluation", "{dataset}", "metrics.csv", method="{method}"),
         confusion=entity_path("evaluation", "{dataset}", "confusion.csv", method="{method}"),
@@ -89,18 +96,24 @@ rule collect_metrics:
 rule metric_table:
     """One metric: table (rows methods, columns structures) in Markdown, CSV and LaTeX, its statistics, box plot."""
     input:
-        metrics=method_tables("metrics.csv"),
+        metrics=wf.evaluation.method_tables("metrics.csv"),
     output:
-        markdown=report(entity_path("tables", "{dataset}", "table.md", metric="{metric}"), category="Evaluation",
-                        caption="../report/metric_table.rst", labels={"dataset": "{dataset}", "table": "{metric}"}),
+        markdown=report(
+            entity_path("tables", "{dataset}", "table.md", metric="{metric}"),
+            category="Evaluation",
+            caption="../report/metric_table.rst",
+            labels={"dataset": "{dataset}", "table": "{metric}"},
+        ),
         csv=entity_path("tables", "{dataset}", "table.csv", metric="{metric}"),
         latex=entity_path("tables", "{dataset}", "table.tex", metric="{metric}"),
         stats=entity_path("tables", "{dataset}", "stats.csv", metric="{metric}"),
-        box=report(entity_path("plots", "{dataset}", "boxplot.png", metric="{metric}"), category="Evaluation",
-                   caption="../report/boxplot.rst", labels={"dataset": "{dataset}", "plot": "{metric}"}),
+        box=report(
+            entity_path("plots", "{dataset}", "boxplot.png", metric="{metric}"),
+            category="Evaluation",
+            caption="../report/boxplot.rst",
+            labels={"dataset": "{dataset}", "plot": "{metric}"},
+        ),
         box_svg=entity_path("plots", "{dataset}", "boxplot.svg", metric="{metric}"),
-    params:
-        settings=tables_cfg,
     log:
         log_path("tables", "{metric}"),
     conda:
@@ -109,6 +122,8 @@ rule metric_table:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=wf.evaluation.table_settings,
     script:
         "../workflow_scripts/metric_table.py"
 
@@ -116,14 +131,16 @@ rule metric_table:
 rule fov_curve:
     """Dice against the normalised field of view, per method and structure: table and plot."""
     input:
-        fovs=method_tables("fov.csv"),
+        fovs=wf.evaluation.method_tables("fov.csv"),
     output:
         curve=entity_path("tables", "{dataset}", "fov.csv"),
-        png=report(entity_path("plots", "{dataset}", "fov.png"), category="Evaluation",
-                   caption="../report/fov.rst", labels={"dataset": "{dataset}", "plot": "field of view"}),
+        png=report(
+            entity_path("plots", "{dataset}", "fov.png"),
+            category="Evaluation",
+            caption="../report/fov.rst",
+            labels={"dataset": "{dataset}", "plot": "field of view"},
+        ),
         svg=entity_path("plots", "{dataset}", "fov.svg"),
-    params:
-        settings=tables_cfg,
     log:
         log_path("tables", "fov"),
     conda:
@@ -132,6 +149,8 @@ rule fov_curve:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=wf.evaluation.table_settings,
     script:
         "../workflow_scripts/fov_curve.py"
 
@@ -139,7 +158,7 @@ rule fov_curve:
 rule table_summary:
     """All Markdown tables of a dataset in one file."""
     input:
-        tables=metric_tables_of,
+        tables=wf.evaluation.metric_tables,
     output:
         summary=entity_path("tables", "{dataset}", "tables.md"),
     log:
@@ -157,15 +176,16 @@ rule table_summary:
 rule training_size_study:
     """Power-law fit of one metric against the number of training subjects (evaluation.training_size)."""
     input:
-        metrics=study_inputs,
+        metrics=wf.evaluation.study_inputs,
     output:
         fits=entity_path("tables", "{dataset}", "powerlaw.csv", study="trainingsize", metric="{metric}"),
-        png=report(entity_path("plots", "{dataset}", "powerlaw.png", study="trainingsize", metric="{metric}"),
-                   category="Evaluation", caption="../report/powerlaw.rst",
-                   labels={"dataset": "{dataset}", "plot": "training size {metric}"}),
+        png=report(
+            entity_path("plots", "{dataset}", "powerlaw.png", study="trainingsize", metric="{metric}"),
+            category="Evaluation",
+            caption="../report/powerlaw.rst",
+            labels={"dataset": "{dataset}", "plot": "training size {metric}"},
+        ),
         svg=entity_path("plots", "{dataset}", "powerlaw.svg", study="trainingsize", metric="{metric}"),
-    params:
-        sizes=study_sizes,
     log:
         log_path("tables", "trainingsize_{metric}"),
     conda:
@@ -174,5 +194,7 @@ rule training_size_study:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        sizes=wf.evaluation.study_sizes,
     script:
         "../workflow_scripts/training_size_study.py"

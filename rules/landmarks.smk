@@ -8,13 +8,11 @@ rule reference_landmarks:
     input:
         mask=out("registration", "refmask.nii.gz", bone="{bone}"),
         table=out("registration", "reference.tsv", bone="{bone}"),
-        truth=truth_landmarks,
+        truth=wf.shape.truth,
     output:
         landmarks=out("landmarks", "reference_landmarks.csv", bone="{bone}"),
         markups=out("landmarks", "reference_landmarks.mrk.json", bone="{bone}"),
         truth=out("landmarks", "reference_truth.csv", bone="{bone}"),
-    params:
-        shape=landmark_cfg,
     log:
         log_path("landmarks", "bone-{bone}_reference"),
     conda:
@@ -23,6 +21,9 @@ rule reference_landmarks:
     resources:
         mem_mb=mem_from_input,
         runtime=15,
+    params:
+        truth_subjects=wf.shape.truth_subjects,
+        shape=wf.shape.landmark_settings,
     script:
         "../workflow_scripts/reference_landmarks.py"
 
@@ -30,7 +31,7 @@ rule reference_landmarks:
 rule warp_landmarks:
     """Carries the reference landmarks to one subject's structure; measures their distance to its surface."""
     input:
-        unpack(warp_inputs),
+        unpack(wf.shape.warp_inputs),
         affine=out("registration", "affine.tfm", subject="{subject}", structure="{structure}"),
         field=out("registration", "field.nii.gz", subject="{subject}", structure="{structure}"),
         record=out("registration", "registration.json", subject="{subject}", structure="{structure}"),
@@ -39,19 +40,19 @@ rule warp_landmarks:
         landmarks=out("landmarks", "landmarks.csv", subject="{subject}", structure="{structure}"),
         markups=out("landmarks", "landmarks.mrk.json", subject="{subject}", structure="{structure}"),
         quality=out("landmarks", "correspondence.json", subject="{subject}", structure="{structure}"),
-    params:
-        mirrored=structure_mirrored,
-        shape=landmark_cfg,
     log:
         log_path("landmarks", "sub-{subject}_structure-{structure}"),
-    conda:
-        "../envs/imaging.yaml"
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=mem_from_input,
         runtime=15,
+    params:
+        mirrored=wf.shape.mirrored,
+        shape=wf.shape.landmark_settings,
     script:
         "../workflow_scripts/warp_landmarks.py"
 
@@ -60,21 +61,21 @@ rule landmarks_batch:
     """A batch of subjects' registration and correspondence records (every structure) in one table; with its
     members, one cluster job per batch."""
     input:
-        records=batch_correspondence,
+        records=wf.batches.correspondence,
     output:
         table=out("landmarks", "correspondence.tsv", batch="{batch}"),
-    params:
-        subjects=batch_instance_subjects,
     log:
         log_path("landmarks", "batch-{batch}"),
-    conda:
-        "../envs/stats.yaml"
     group:
         "shape"  # one cluster job per batch of subjects (profiles/slurm)
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        subjects=wf.batches.instance_subjects,
     script:
         "../workflow_scripts/landmarks_batch.py"
 
@@ -82,11 +83,9 @@ rule landmarks_batch:
 rule correspondence_table:
     """Correspondence quality of every subject of a shape model in one table (and a summary in the log)."""
     input:
-        tables=batch_tables(out("landmarks", "correspondence.tsv", batch="{batch}"), "passed"),
+        tables=wf.batches.tables_of(out("landmarks", "correspondence.tsv", batch="{batch}"), "passed"),
     output:
         table=out("landmarks", "correspondence.tsv", bone="{bone}"),
-    params:
-        structures=bone_structures,
     log:
         log_path("landmarks", "bone-{bone}_correspondence"),
     conda:
@@ -95,5 +94,7 @@ rule correspondence_table:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        structures=wf.shape.member_structures,
     script:
         "../workflow_scripts/correspondence_table.py"

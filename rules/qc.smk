@@ -6,13 +6,9 @@
 rule qc_subject:
     """Checks one subject's image and mask (readable, geometry, labels, structures, spacing, intensities)."""
     input:
-        unpack(raw_inputs),
+        unpack(wf.qc.raw_inputs),
     output:
         records=out("qc", "qc.tsv", subject="{subject}"),
-    params:
-        paths=raw_paths,
-        settings=qc_settings,
-        fatal=config["qc"]["fatal"],
     log:
         log_path("qc"),
     conda:
@@ -21,6 +17,10 @@ rule qc_subject:
     resources:
         mem_mb=mem_from_input,
         runtime=10,
+    params:
+        paths=wf.qc.raw_paths,
+        settings=wf.qc.settings,
+        fatal=wf.qc.fatal,
     script:
         "../workflow_scripts/qc_subject.py"
 
@@ -28,7 +28,7 @@ rule qc_subject:
 checkpoint qc_summary:
     """The QC table of a dataset (subject, check, status, detail) and who passed."""
     input:
-        records=qc_records,
+        records=wf.qc.records,
         manifest=out("data", "manifest.tsv"),
     output:
         table=out("qc", "qc_table.tsv"),
@@ -43,4 +43,3 @@ checkpoint qc_summary:
         runtime=10,
     script:
         "../workflow_scripts/qc_summary.py"
-

@@ -6,15 +6,11 @@
 rule select_reference:
     """Scores every subject's structure as a reference (aligned coarse overlaps) and writes the chosen one."""
     input:
-        masks=reference_masks,
+        masks=wf.shape.masks,
     output:
         table=out("registration", "reference.tsv", bone="{bone}"),
         image=out("registration", "reference.nii.gz", bone="{bone}"),
         mask=out("registration", "refmask.nii.gz", bone="{bone}"),
-    params:
-        subjects=reference_subjects,
-        members=bone_members,
-        shape=selection_cfg,
     log:
         log_path("registration", "bone-{bone}_reference"),
     conda:
@@ -23,6 +19,10 @@ rule select_reference:
     resources:
         mem_mb=selection_mem_mb,
         runtime=120,
+    params:
+        subjects=wf.shape.subjects,
+        members=wf.shape.members,
+        shape=wf.shape.selection_settings,
     script:
         "../workflow_scripts/select_reference.py"
 
@@ -31,25 +31,25 @@ rule register_structure:
     """Registers one subject's structure to the reference; records Dice, Jacobian, run time, convergence."""
     input:
         mask=out("preprocess", "mask.nii.gz", subject="{subject}"),
-        reference=registration_reference,
+        reference=wf.shape.reference,
     output:
         affine=out("registration", "affine.tfm", subject="{subject}", structure="{structure}"),
         field=out("registration", "field.nii.gz", subject="{subject}", structure="{structure}"),
         record=out("registration", "registration.json", subject="{subject}", structure="{structure}"),
-    params:
-        mirrored=structure_mirrored,
-        shape=registration_cfg,
     log:
         log_path("registration", "sub-{subject}_structure-{structure}"),
     benchmark:
         "results/benchmarks/registration/{dataset}/sub-{subject}_structure-{structure}.tsv"
-    conda:
-        "../envs/imaging.yaml"
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=registration_mem_mb,
         runtime=30,
+    params:
+        mirrored=wf.shape.mirrored,
+        shape=wf.shape.registration_settings,
     script:
         "../workflow_scripts/register_structure.py"

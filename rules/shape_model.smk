@@ -7,7 +7,7 @@ rule shape_model:
     input:
         correspondence=out("landmarks", "correspondence.tsv", bone="{bone}"),
         splits=out("splits", "splits.tsv"),
-        landmarks=bone_landmarks,
+        landmarks=wf.shape.landmarks,
     output:
         model=out("shape", "model.npz", bone="{bone}", fold="{fold}"),
         header=out("shape", "model.json", bone="{bone}", fold="{fold}"),
@@ -15,8 +15,6 @@ rule shape_model:
         quality_png=out("shape", "quality.png", bone="{bone}", fold="{fold}"),
         quality_svg=out("shape", "quality.svg", bone="{bone}", fold="{fold}"),
         modes=out("shape", "modes.png", bone="{bone}", fold="{fold}"),
-    params:
-        shape=model_cfg,
     log:
         log_path("shape", "bone-{bone}_fold-{fold}"),
     conda:
@@ -25,5 +23,7 @@ rule shape_model:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        shape=wf.shape.model_settings,
     script:
         "../workflow_scripts/shape_model.py"

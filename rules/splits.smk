@@ -7,9 +7,6 @@ checkpoint make_splits:
         subjects=out("qc", "subjects.tsv"),
     output:
         splits=out("splits", "splits.tsv"),
-    params:
-        split=split_cfg,
-        fixed_base=split_base,
     log:
         log_path("splits", "splits"),
     conda:
@@ -18,5 +15,8 @@ checkpoint make_splits:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        split=wf.splits.settings,
+        fixed_base=wf.splits.base,
     script:
         "../workflow_scripts/make_splits.py"

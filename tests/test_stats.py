@@ -208,14 +208,15 @@ def test_compare_methods_rows_and_consistency() -> None:
     assert list(out["structure"].unique()) == ["femur", "tibia"]
     femur = out[out["structure"] == "femur"]
     assert list(femur["test"]) == ["kruskal"] + ["dunn"] * 3 + ["wilcoxon"] * 3
-    assert list(zip(femur["method_a"], femur["method_b"]))[1:4] == [("A", "B"), ("A", "C"), ("B", "C")]
+    assert list(zip(femur["method_a"], femur["method_b"], strict=True))[1:4] == [("A", "B"), ("A", "C"), ("B", "C")]
     sub = frame[frame["structure"] == "femur"]
     groups = {m: sub.loc[sub["method"] == m, "dice"].to_numpy() for m in "ABC"}
     kw = femur.iloc[0]
     assert kw["pvalue"] == pytest.approx(kruskal_wallis(groups).pvalue)
     assert kw["p_adjusted"] == kw["pvalue"] and kw["n"] == 35
     d = femur[femur["test"] == "dunn"]
-    np.testing.assert_allclose(d["p_adjusted"], [dunn(groups).loc[a, b] for a, b in zip(d["method_a"], d["method_b"])])
+    expected = [dunn(groups).loc[a, b] for a, b in zip(d["method_a"], d["method_b"], strict=True)]
+    np.testing.assert_allclose(d["p_adjusted"], expected)
     assert (d["statistic"] > 0).all()  # A ranks above B above C
     w = femur[femur["test"] == "wilcoxon"]
     np.testing.assert_allclose(w["p_adjusted"], adjust_pvalues(w["pvalue"].to_numpy(), "holm"))

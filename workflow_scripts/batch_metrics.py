@@ -4,17 +4,17 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io.tables import read_numeric_table, read_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_table, write_table
 from mskseg.metrics.collect import collect
+from mskseg.workflow.checkpoints import test_folds
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, metrics: list[Path], confusions: list[Path], fovs: list[Path], subjects: list[str], splits: Path,
          method: str, table: Path, confusion: Path, fov: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "batch_metrics")
-    folds = read_table(splits)
-    out = collect(method, subjects, folds, [read_numeric_table(p) for p in metrics],
-                  [read_numeric_table(p) for p in confusions], [read_numeric_table(p) for p in fovs])
+    out = collect(method, subjects, test_folds(read_table(splits)), [read_table(p) for p in metrics],
+                  [read_table(p) for p in confusions], [read_table(p) for p in fovs])
     write_table(out.metrics, table)
     write_table(out.confusion, confusion)
     write_table(out.fov, fov)

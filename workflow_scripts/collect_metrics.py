@@ -4,15 +4,15 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io.tables import read_numeric_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_table, write_table
 from mskseg.metrics.collect import Collected, merge
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, tables: list[Path], confusions: list[Path], fovs: list[Path], method: str, table: Path,
          confusion: Path, fov: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "collect_metrics")
-    out = merge([Collected(metrics=read_numeric_table(m), confusion=read_numeric_table(c), fov=read_numeric_table(f))
+    out = merge([Collected(metrics=read_table(m), confusion=read_table(c), fov=read_table(f))
                  for m, c, f in zip(tables, confusions, fovs, strict=True)])
     write_table(out.metrics, table)
     write_table(out.confusion, confusion)

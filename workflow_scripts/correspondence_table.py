@@ -4,19 +4,19 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.batches import gather
-from mskseg.io.tables import read_numeric_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import gather, read_table, write_table
+from mskseg.workflow.checkpoints import flag
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, tables: list[Path], structures: list[str], table: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "correspondence_table")
-    frame = gather([read_numeric_table(p) for p in tables])
+    frame = gather([read_table(p) for p in tables])
     frame = frame[frame["structure"].isin(structures)].reset_index(drop=True)
     if frame.empty:
         raise ValueError(f"no record of {', '.join(structures)} in {', '.join(map(str, tables))}")
     write_table(frame, table)
-    converged = frame["converged"].astype(str) == "True"
+    converged = flag(frame["converged"])
     for _, row in frame[~converged].iterrows():
         logger.warning("EXCLUDED %s %s: registration did not converge (%s)", row["subject"], row["structure"],
                        row.get("reason"))

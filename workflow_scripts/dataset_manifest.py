@@ -5,9 +5,9 @@ from typing import Any
 
 import _bootstrap  # noqa: F401
 
-from mskseg.config import dataset_manifest
 from mskseg.io.manifest import write_manifest
-from mskseg.logs import setup_logging
+from mskseg.workflow.logs import setup_logging
+from mskseg.workflow.plan import dataset_manifest
 
 
 def main(*, name: str, dataset: dict[str, Any], manifest: Path, log: Path | None = None) -> None:

@@ -6,8 +6,8 @@ import _bootstrap  # noqa: F401
 
 from mskseg.io.tables import write_table
 from mskseg.io.volumes import read_volume
-from mskseg.logs import setup_logging
 from mskseg.metrics.evaluate import EvaluationSettings, evaluate_pair
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, prediction: Path, reference: Path, metrics: Path, confusion: Path, fov: Path, labels: dict,

@@ -3,17 +3,16 @@
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
-from mskseg.io.tables import read_numeric_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_tables, write_table
 from mskseg.reporting.plots import fov_plot
 from mskseg.reporting.tables import fov_curve
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, fovs: list[Path], dataset: str, settings: dict, curve: Path, png: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "fov_curve")
-    fov = pd.concat([read_numeric_table(p) for p in fovs], ignore_index=True)
+    fov = read_tables(fovs)
     fov = fov[fov["structure"].isin(settings["fov_structures"])]
     table = fov_curve(fov, bins=int(settings["fov_bins"]))
     write_table(table, curve)

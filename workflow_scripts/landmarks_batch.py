@@ -1,18 +1,16 @@
 """Rule landmarks_batch: a batch of subjects' registration and correspondence records in one table."""
 
-import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.batches import records_table
-from mskseg.io.tables import write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_json, records_table, write_table
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, records: list[Path], subjects: list[str], table: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "landmarks_batch")
-    frame = records_table([json.loads(p.read_text(encoding="utf-8")) for p in records], subjects)
+    frame = records_table([read_json(p) for p in records], subjects)
     write_table(frame, table)
     logger.info("%d structures of %d subjects -> %s", len(frame), len(set(subjects)), table)
 

@@ -6,19 +6,20 @@ from typing import Any
 import _bootstrap  # noqa: F401
 
 from mskseg.io.tables import read_table, write_table
-from mskseg.logs import setup_logging
 from mskseg.splits import make_splits, summarise
+from mskseg.workflow.checkpoints import usable
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, subjects: Path, split: dict[str, Any], fixed_base: Path, splits: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "make_splits")
     table = read_table(subjects)
-    usable = table["qc_passed"] & table["has_label"]
-    excluded = set(table.loc[~usable, "subject"])
-    result = make_splits(table[usable].reset_index(drop=True), split, fixed_base=fixed_base, excluded=excluded)
+    keep = usable(table)
+    excluded = set(table.loc[~keep, "subject"])
+    result = make_splits(table[keep].reset_index(drop=True), split, fixed_base=fixed_base, excluded=excluded)
     write_table(result, splits)
     logger.info("%s split of %d subjects (%d excluded by QC or without label):\n%s", split.get("method", "kfold"),
-                int(usable.sum()), len(excluded), summarise(result).to_string(index=False))
+                int(keep.sum()), len(excluded), summarise(result).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -3,27 +3,23 @@
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
 from mskseg.io.atomic import write_text
-from mskseg.io.tables import read_numeric_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_tables, write_table
 from mskseg.reporting.build import metric_tables
 from mskseg.reporting.plots import box_plot
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, metrics: list[Path], dataset: str, metric: str, settings: dict, markdown: Path, csv: Path, latex: Path,
          stats: Path, box: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "metric_table")
-    frame = pd.concat([read_numeric_table(p) for p in metrics], ignore_index=True)
-    files = metric_tables(frame, [metric], settings, dataset)[metric]
+    files = metric_tables(read_tables(metrics), [metric], settings, dataset)[metric]
     write_text(markdown, files.markdown)
     write_table(files.csv, csv)
     write_text(latex, files.latex)
     write_table(files.stats, stats)
-    shown = frame[frame["structure"] == "all"] if metric == "mean_iou" else frame
-    structures = [s for s in settings["structures"] if s in set(shown["structure"])]
-    box_plot(shown, metric, box.with_suffix(""), methods=list(settings["methods"]), structures=structures,
+    box_plot(files.rows, metric, box.with_suffix(""), methods=list(settings["methods"]), structures=files.structures,
              title=f"{dataset}: {metric}")
     logger.info("%s\n%s", dataset, files.markdown)
 

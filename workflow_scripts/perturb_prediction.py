@@ -1,23 +1,20 @@
 """Rule perturb_prediction: a seeded, perturbed copy of a subject's reference mask as a stand-in prediction."""
 
-import json
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io.atomic import write_text
+from mskseg.io.tables import write_json
 from mskseg.io.volumes import read_volume, write_volume
-from mskseg.logs import setup_logging
-from mskseg.perturb import PerturbSettings, perturb_labels
+from mskseg.synthetic.perturb import PerturbSettings, perturb_labels
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, mask: Path, prediction: Path, record: Path, subject: str, settings: dict, log: Path | None = None) -> None:
     logger = setup_logging(log, "perturb_prediction")
     s = PerturbSettings(**settings)
-    ref = read_volume(mask)
-    pred = perturb_labels(ref, s, subject)
-    write_volume(pred, prediction)
-    write_text(record, json.dumps({"subject": subject, "source": str(mask), "settings": settings}, indent=2))
+    write_volume(perturb_labels(read_volume(mask), s, subject), prediction)
+    write_json(record, {"subject": subject, "source": str(mask), "settings": settings})
     logger.info("%s: perturbed %s with %s", subject, mask, s)
 
 

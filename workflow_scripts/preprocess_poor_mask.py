@@ -3,26 +3,17 @@
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import numpy as np
 
-from mskseg.io.pairs import apply_mask_geometry
 from mskseg.io.volumes import read_volume, write_volume
-from mskseg.logs import setup_logging
-from mskseg.preprocess.resample import resample_like
+from mskseg.preprocess.poor_mask import poor_mask_on_grid
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, poor: Path, raw_image: Path, image: Path, mask: Path, labels: dict, mask_geometry: str,
          log: Path | None = None) -> None:
     logger = setup_logging(log, "preprocess_poor_mask")
-    raw, target = read_volume(raw_image), read_volume(image)
-    poor_mask, fix = apply_mask_geometry(raw, read_volume(poor), mask_geometry)
-    mismatches = raw.geometry_mismatches(poor_mask)
-    if mismatches:
-        raise ValueError(f"{poor}: poor mask is not on the grid of its image {raw_image}: " + "; ".join(mismatches))
-    found = set(np.unique(poor_mask.array).tolist()) - {0, *labels.values()}
-    if found:
-        raise ValueError(f"{poor}: label value(s) {sorted(found)} are not among the dataset's labels {labels}")
-    moved = resample_like(poor_mask, target, "nearest", default_value=0.0)
+    moved, fix = poor_mask_on_grid(read_volume(raw_image), read_volume(poor), read_volume(image), labels,
+                                   mask_geometry, poor_name=str(poor), image_name=str(raw_image))
     write_volume(moved, mask)
     logger.info("%s -> %s on the grid of %s%s", poor, mask, image, " (re-headered)" if fix.changed else "")
 

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.batches import gather
-from mskseg.io.tables import read_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import gather, read_table, write_table
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, tables: list[Path], table: Path, log: Path | None = None) -> None:

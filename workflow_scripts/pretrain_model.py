@@ -4,34 +4,28 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.logs import setup_logging
+from mskseg.nn.method import MethodSpec
+from mskseg.workflow.logs import setup_logging
+from mskseg.workflow.segmentation import method_from_params
 
 
-def main(*, method: str, view: str, fold: str, settings: dict, subjects: dict, images: list, masks: list,
-         workdir: Path, model: Path, info: Path, history: Path, threads: int = 1, log: Path | None = None) -> None:
+def main(*, spec: MethodSpec, labels: dict[str, int], view: str, fold: str, subjects: dict[str, list[str]],
+         images: list[Path], masks: list[Path], workdir: Path, model: Path, info: Path, history: Path,
+         threads: int = 1, log: Path | None = None) -> None:
     logger = setup_logging(log, "pretrain_model")
-    from mskseg.nn.device import set_threads
-    from mskseg.nn.method import MethodSpec
-    from mskseg.nn.recipe import train_view
-    from mskseg.nn.runs import export_model, input_fingerprint, load_cases
+    from mskseg.nn.device import set_threads  # imported here: torch is slow to import
+    from mskseg.nn.training import ModelFiles, pretrain_fold
 
     set_threads(threads)
-    spec = MethodSpec.from_config(method, settings["method"]).pretraining()
-    values = list(dict(settings["labels"]).values())
-    names = list(subjects["train"]) + list(subjects["val"])
-    cases = load_cases(names, images, masks, label_values=values)
-    run_dir = Path(workdir) / ("pretrain-" + input_fingerprint(images + masks, {"settings": settings, "view": view}))
-    logger.info("method %s, fold %s, view %s: pre-training on the poor labels of %d subjects; checkpoints in %s",
-                method, fold, view, len(cases), run_dir)
-    result, model_info = train_view(spec, view, cases, [], values, run_dir, logger=logger)
-    export_model(result, model_info, model=model, info_path=info, history=history)
-    logger.info("pre-trained for %d epochs; best %s %.4f at epoch %d", result.epochs_run, "train_loss",
-                result.best_value, result.best_epoch)
+    logger.info("method %s, fold %s, view %s", spec.name, fold, view)
+    pretrain_fold(spec, view, labels, [*subjects["train"], *subjects["val"]], images, masks, workdir,
+                  ModelFiles(model=model, info=info, history=history), logger=logger)
 
 
 if __name__ == "__main__":
     sm = snakemake  # noqa: F821
-    main(method=sm.wildcards.method, view=sm.wildcards.view, fold=sm.wildcards.fold, settings=dict(sm.params.settings),
-         subjects=dict(sm.params.subjects), images=list(sm.input.image), masks=list(sm.input.poormask),
-         workdir=Path(sm.params.workdir), model=Path(sm.output.model), info=Path(sm.output.info),
-         history=Path(sm.output.history), threads=sm.threads, log=sm.log[0])
+    spec, labels = method_from_params(sm.wildcards.method, sm.params.settings)
+    main(spec=spec, labels=labels, view=sm.wildcards.view, fold=sm.wildcards.fold, subjects=dict(sm.params.subjects),
+         images=list(sm.input.image), masks=list(sm.input.poormask), workdir=Path(sm.params.workdir),
+         model=Path(sm.output.model), info=Path(sm.output.info), history=Path(sm.output.history),
+         threads=sm.threads, log=sm.log[0])

@@ -5,8 +5,8 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 
 from mskseg.io.tables import write_table
-from mskseg.logs import setup_logging
 from mskseg.qc import QCSettings, check_subject, records_frame
+from mskseg.workflow.logs import setup_logging
 
 
 class QCFailure(RuntimeError):
@@ -24,12 +24,12 @@ def main(*, subject: str, image: str, label: str, settings: QCSettings, fatal: b
     failed = frame[frame["status"] == "fail"]
     if fatal and len(failed):
         raise QCFailure(f"subject {subject} failed quality control (qc.fatal is set): "
-                        + "; ".join(f"{c}: {d}" for c, d in zip(failed["check"], failed["detail"])))
+                        + "; ".join(f"{c}: {d}" for c, d in zip(failed["check"], failed["detail"], strict=True)))
     write_table(frame, records)
 
 
 if __name__ == "__main__":
     main(subject=snakemake.wildcards.subject, image=snakemake.params.paths["image"],  # noqa: F821
-         label=snakemake.params.paths["label"], settings=snakemake.params.settings,  # noqa: F821
-         fatal=snakemake.params.fatal, records=Path(snakemake.output.records),  # noqa: F821
-         log=snakemake.log[0])  # noqa: F821
+         label=snakemake.params.paths["label"],  # noqa: F821
+         settings=QCSettings.from_dict(snakemake.params.settings), fatal=snakemake.params.fatal,  # noqa: F821
+         records=Path(snakemake.output.records), log=snakemake.log[0])  # noqa: F821

@@ -3,16 +3,15 @@
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
-from mskseg.io.tables import read_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_table, read_tables, write_table
 from mskseg.qc import summarise
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, records: list[Path], manifest: Path, table: Path, subjects: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "qc_summary")
-    qc = pd.concat([read_table(p) for p in records], ignore_index=True)
+    qc = read_tables(records)
     summary = summarise(qc, read_table(manifest))
     write_table(qc, table)
     write_table(summary, subjects)

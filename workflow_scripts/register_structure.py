@@ -1,18 +1,19 @@
 """Rule register_structure: register one subject's structure to the reference (affine + demons or ANTs)."""
 
-import json
 from pathlib import Path
 from typing import Any
 
 import _bootstrap  # noqa: F401
 import SimpleITK as sitk
 
-from mskseg.io import read_volume, write_text
-from mskseg.logs import setup_logging
+from mskseg.io import read_volume
+from mskseg.io.tables import write_json
+from mskseg.io.volumes import to_sitk
 from mskseg.registration import set_threads
 from mskseg.registration.fields import write_field, write_transform
 from mskseg.registration.masks import structure_mask
 from mskseg.registration.pipeline import RegistrationSettings, register_to_reference
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, mask: Path, reference: Path, subject: str, structure: str, mirrored: bool, shape: dict[str, Any],
@@ -22,13 +23,13 @@ def main(*, mask: Path, reference: Path, subject: str, structure: str, mirrored:
     settings = RegistrationSettings.from_dict(shape)
     binary = structure_mask(read_volume(mask), shape["labels"][structure], mirror=mirrored,
                             name=f"{structure} of {mask}")
-    fixed = sitk.ReadImage(str(reference), sitk.sitkFloat32)
+    fixed = sitk.Cast(to_sitk(read_volume(reference)), sitk.sitkFloat32)
     result = register_to_reference(fixed, binary, settings)
     write_transform(result.affine, affine)
     write_field(result.field, field)
     done = {"subject": subject, "structure": structure, "mirrored": mirrored, "reference": str(reference),
             **result.record, "settings": settings.to_dict()}
-    write_text(record, json.dumps(done, indent=2, default=float))
+    write_json(record, done)
     if result.converged:
         logger.info("%s %s: Dice %.4f (affine %.4f), %.1f s", subject, structure, done["dice"],
                     done["dice_affine"], done["seconds"])

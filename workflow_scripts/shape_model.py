@@ -6,9 +6,9 @@ from typing import Any
 import _bootstrap  # noqa: F401
 
 from mskseg.io.tables import read_table, write_table
-from mskseg.logs import setup_logging
 from mskseg.shape import fit_shape_model, plot_modes, plot_quality, quality_table, save_shape_model
 from mskseg.shape.inputs import fold_shapes
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, correspondence: Path, splits: Path, landmarks: list[Path], shape: dict[str, Any], dataset: str,

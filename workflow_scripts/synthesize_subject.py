@@ -1,15 +1,14 @@
 """Rule synthesize_subject: one synthetic phantom subject with its ground truth."""
 
-import json
 from pathlib import Path
 from typing import Any
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io import write_text, write_volume
-from mskseg.io.tables import write_table
-from mskseg.logs import setup_logging
+from mskseg.io import write_volume
+from mskseg.io.tables import write_json, write_table
 from mskseg.synthetic import generate_subject
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, spec: dict[str, Any], index: int, image: Path, mask: Path, poor_mask: Path,
@@ -26,7 +25,7 @@ def main(*, spec: dict[str, Any], index: int, image: Path, mask: Path, poor_mask
     write_volume(subject.mask, mask)
     write_volume(subject.poor_mask, poor_mask)
     write_table(subject.landmarks, landmarks)
-    write_text(params, json.dumps(subject.params, indent=2, sort_keys=True))
+    write_json(params, subject.params, sort_keys=True)
     logger.info("wrote %s: shape %s, spacing %s mm", image, subject.image.shape, subject.image.spacing)
 
 

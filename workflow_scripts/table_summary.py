@@ -4,13 +4,13 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from mskseg.io.atomic import write_text
-from mskseg.logs import setup_logging
+from mskseg.io.atomic import read_text, write_text
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, tables: list[Path], summary: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "table_summary")
-    write_text(summary, "\n\n".join(Path(p).read_text(encoding="utf-8").strip() for p in tables) + "\n")
+    write_text(summary, "\n\n".join(read_text(p).strip() for p in tables) + "\n")
     logger.info("%d tables in %s", len(tables), summary)
 
 

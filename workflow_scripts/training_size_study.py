@@ -3,19 +3,17 @@
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
-import pandas as pd
 
-from mskseg.io.tables import read_numeric_table, write_table
-from mskseg.logs import setup_logging
+from mskseg.io.tables import read_tables, write_table
 from mskseg.reporting.plots import power_law_plot
 from mskseg.reporting.study import training_size_fits
+from mskseg.workflow.logs import setup_logging
 
 
 def main(*, metrics: list[Path], sizes: dict, metric: str, fits: Path, png: Path, dataset: str,
          log: Path | None = None) -> None:
     logger = setup_logging(log, "training_size_study")
-    frame = pd.concat([read_numeric_table(p) for p in metrics], ignore_index=True)
-    table, points, models = training_size_fits(frame, {k: int(v) for k, v in sizes.items()}, [metric])
+    table, points, models = training_size_fits(read_tables(metrics), {k: int(v) for k, v in sizes.items()}, [metric])
     write_table(table, fits)
     power_law_plot(points[metric], models[metric], png.with_suffix(""), metric=metric,
                    title=f"{dataset}: {metric} against training subjects")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,20 @@ class QCSettings:
             raise ValueError(f"expected structures {unknown} are not declared labels {list(self.labels)}")
         names = self.expected or tuple(self.labels)
         object.__setattr__(self, "expected_values", tuple(int(self.labels[n]) for n in names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (a rule's params; :meth:`from_dict` reads them back)."""
+        return {"labels": {k: int(v) for k, v in self.labels.items()}, "expected": list(self.expected),
+                "mask_geometry": self.mask_geometry, "spacing_range_mm": list(self.spacing_range_mm),
+                "spacing_tol_mm": self.spacing_tol_mm, "origin_tol_mm": self.origin_tol_mm,
+                "direction_tol": self.direction_tol}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> QCSettings:
+        """Settings from :meth:`to_dict`'s form."""
+        v = dict(values)
+        return cls(labels=dict(v.pop("labels")), expected=tuple(v.pop("expected", ())),
+                   spacing_range_mm=tuple(v.pop("spacing_range_mm", (0.05, 10.0))), **v)  # type: ignore[arg-type]
 
 
 def check_subject(subject: str, image_path: str | Path, label_path: str | Path | None,
@@ -176,7 +191,8 @@ def records_frame(records: Sequence[QCRecord]) -> pd.DataFrame:
 
 def summarise(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     """One row per manifest subject: the manifest columns plus ``qc_passed``, ``qc_failures``,
-    ``qc_fixes`` and ``has_label`` (a label path is given). A subject with no QC record at all fails (never vanishes)."""
+    ``qc_fixes`` and ``has_label`` (a label path is given). A subject with no QC record at all fails
+    (never vanishes)."""
     rows = []
     for subject in manifest["subject"]:
         rec = table[table["subject"] == subject]
@@ -185,7 +201,7 @@ def summarise(table: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "subject": subject,
             "qc_passed": bool(len(rec)) and fails.empty,
-            "qc_failures": "; ".join(f"{c}: {d}" for c, d in zip(fails["check"], fails["detail"]))
+            "qc_failures": "; ".join(f"{c}: {d}" for c, d in zip(fails["check"], fails["detail"], strict=True))
             if len(rec) else "no QC record",
             "qc_fixes": "; ".join(fixes["check"]),
         })

@@ -50,13 +50,13 @@ class Volume:
     def voxel_volume_mm3(self) -> float:
         return float(np.prod(self.spacing))
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """The same geometry around another array of the same shape."""
         if array.shape != self.array.shape:
             raise ValueError(f"shape {array.shape} differs from {self.array.shape}")
         return Volume(array, self.spacing, self.origin, self.direction)
 
-    def with_geometry_of(self, other: "Volume") -> "Volume":
+    def with_geometry_of(self, other: Volume) -> Volume:
         """This array with ``other``'s spacing, origin and direction (re-headering)."""
         if other.shape != self.shape:
             raise ValueError(f"cannot re-header: shape {self.shape} differs from {other.shape}")
@@ -74,7 +74,7 @@ class Volume:
 
     def geometry_mismatches(
         self,
-        other: "Volume",
+        other: Volume,
         spacing_tol: float = SPACING_TOL_MM,
         origin_tol: float = ORIGIN_TOL_MM,
         direction_tol: float = DIRECTION_TOL,

@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mskseg.io.manifest import ManifestError, add_covariates, read_manifest, write_manifest
-from mskseg.paths import entity_path, is_valid_subject_id
+from mskseg.io.manifest import ManifestError, add_covariates, is_valid_subject_id, read_manifest, write_manifest
+from mskseg.workflow.paths import entity_path
 
 
 def _write(path: Path, rows: list[dict], sep: str = "\t") -> Path:
@@ -27,7 +27,8 @@ def test_manifest_resolves_relative_paths_and_fills_patient(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("bad, why", [
     ("a/b", "path separator '/'"), ("a b", "a space"), ("a;rm", "';'"), ("$(x)", "'$'"),
-    ("..", "holds '..'"), (".x", "starts with '.'"), ("-x", "starts with '-'"), ("a\\b", "path separator"), ("é1", "'é'"),
+    ("..", "holds '..'"), (".x", "starts with '.'"), ("-x", "starts with '-'"), ("a\\b", "path separator"),
+    ("é1", "'é'"),
 ])
 def test_bad_subject_id_is_rejected_naming_the_row(tmp_path: Path, bad: str, why: str) -> None:
     m = _write(tmp_path / "m.tsv", [{"subject": "ok1", "image": "x.nii"}, {"subject": bad, "image": "y.nii"}])
@@ -45,12 +46,12 @@ def test_duplicate_ids_missing_columns_and_empty_images(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="missing column"):
         read_manifest(m)
     m = _write(tmp_path / "img.tsv", [{"subject": "a", "image": ""}])
-    with pytest.raises(ManifestError, match="row.* 1 give no image"):
+    with pytest.raises(ManifestError, match=r"row.* 1 give no image"):
         read_manifest(m)
     with pytest.raises(ManifestError, match="does not exist"):
         read_manifest(tmp_path / "none.tsv")
     (tmp_path / "m.json").write_text("{}")
-    with pytest.raises(ManifestError, match=".csv or .tsv"):
+    with pytest.raises(ManifestError, match=r".csv or .tsv"):
         read_manifest(tmp_path / "m.json")
 
 
@@ -72,5 +73,6 @@ def test_covariates_join_on_subject(tmp_path: Path) -> None:
 
 def test_entity_paths_and_id_rule() -> None:
     assert entity_path("qc", "knee", "qc.tsv", subject="s1") == "results/qc/knee/sub-s1_qc.tsv"
-    assert entity_path("train", "hip", "model.pt", fold="3", view="axial") == "results/train/hip/fold-3_view-axial_model.pt"
+    assert (entity_path("train", "hip", "model.pt", fold="3", view="axial")
+            == "results/train/hip/fold-3_view-axial_model.pt")
     assert is_valid_subject_id("9001104.v00_R-1") and not is_valid_subject_id("a..b")

@@ -42,14 +42,14 @@ def test_world_coordinates_follow_direction_and_spacing() -> None:
 
 
 def test_missing_file_error_names_it(tmp_path: Path) -> None:
-    with pytest.raises(VolumeReadError, match="nothere.nii.gz: file does not exist"):
+    with pytest.raises(VolumeReadError, match=r"nothere.nii.gz: file does not exist"):
         read_volume(tmp_path / "nothere.nii.gz")
 
 
 def test_corrupt_file_error_names_it(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.nii.gz"
     bad.write_bytes(b"\x1f\x8b this is not a gzip stream")
-    with pytest.raises(VolumeReadError, match="corrupt.nii.gz: cannot be read as nifti"):
+    with pytest.raises(VolumeReadError, match=r"corrupt.nii.gz: cannot be read as nifti"):
         read_volume(bad)
 
 
@@ -58,7 +58,7 @@ def test_truncated_metaimage_is_reported(tmp_path: Path) -> None:
     write_volume(image, tmp_path / "t.mhd", compress=False)
     raw = tmp_path / "t.raw"
     raw.write_bytes(raw.read_bytes()[:100])
-    with pytest.raises(VolumeReadError, match="t.mhd"):
+    with pytest.raises(VolumeReadError, match=r"t.mhd"):
         read_volume(tmp_path / "t.mhd")
 
 
@@ -84,7 +84,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.
 
     image, _ = sphere_pair()
 
-    def broken(img, path, useCompression=True):  # noqa: N803 - SimpleITK's keyword
+    def broken(img, path, useCompression=True):
         Path(path).write_bytes(b"half")
         raise RuntimeError("disk full")
 

@@ -57,10 +57,7 @@ def brute_gap_and_collisions(pred, ref, spacing, labels, gap_eps, coll_eps):
     if classes:
         d = np.stack([ndimage.distance_transform_edt(ref != c, sampling=spacing) for c in classes])
         d.sort(axis=0)
-        if len(classes) >= 2:
-            gap = d[0] + d[1] < gap_eps - TIE
-        else:
-            gap = np.zeros(ref.shape, bool)
+        gap = d[0] + d[1] < gap_eps - TIE if len(classes) >= 2 else np.zeros(ref.shape, bool)
     else:
         gap = np.zeros(ref.shape, bool)
     out = {}

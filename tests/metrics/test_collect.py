@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg.metrics.collect import collect, fold_of_test_subject, merge
+from mskseg.metrics.collect import collect, merge
 from mskseg.metrics.evaluate import evaluate_arrays
+from mskseg.workflow.checkpoints import test_folds
 
 SPLITS = pd.DataFrame({
     "split": ["fold0", "fold0", "fold0", "fold1", "fold1", "fold1"],
@@ -15,6 +16,7 @@ SPLITS = pd.DataFrame({
     "patient": ["p1", "p2", "p3", "p1", "p2", "p3"],
     "role": ["test", "train", "val", "train", "test", "train"],
 })
+FOLDS = test_folds(SPLITS)
 
 
 def confusion(values, names=("background", "a", "b")):
@@ -32,16 +34,12 @@ def fov(n):
                          "dice": [1.0] * n})
 
 
-def test_fold_of_test_subject():
-    assert fold_of_test_subject(SPLITS) == {"s1": "fold0", "s2": "fold1"}
-
-
 def test_collect_tags_rows_and_sums_confusions():
     subjects = ["s1", "s2", "s3"]
     confs = [confusion([[10, 1, 0], [2, 5, 0], [0, 0, 3]]),
              confusion([[20, 0, 1], [0, 4, 1], [1, 0, 6]]),
              confusion([[7, 0, 0], [0, 0, 0], [0, 2, 9]])]
-    out = collect("unet", subjects, SPLITS, [metrics(0.9, 0.8), metrics(0.7, 0.6), metrics(0.5, 0.4)],
+    out = collect("unet", subjects, FOLDS, [metrics(0.9, 0.8), metrics(0.7, 0.6), metrics(0.5, 0.4)],
                   confs, [fov(3), fov(2), fov(4)])
     m = out.metrics
     assert list(m.columns[:3]) == ["method", "subject", "fold"]
@@ -69,7 +67,7 @@ def test_collect_real_evaluations():
         pred = ref.copy()
         pred[rng.random(ref.shape) < 0.2] = 0
         evs.append(evaluate_arrays(pred, ref, (1.0, 0.5, 2.0), labels))
-    out = collect("m", ["s1", "s2"], SPLITS, [e.table for e in evs], [e.confusion.reset_index() for e in evs],
+    out = collect("m", ["s1", "s2"], FOLDS, [e.table for e in evs], [e.confusion.reset_index() for e in evs],
                   [e.fov for e in evs])
     total = evs[0].confusion + evs[1].confusion
     c = out.confusion.set_index("reference")
@@ -80,7 +78,7 @@ def test_collect_real_evaluations():
 
 def test_collect_rejects_mismatched_lengths():
     with pytest.raises(ValueError):
-        collect("m", ["s1", "s2"], SPLITS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
+        collect("m", ["s1", "s2"], FOLDS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
 
 
 def test_merging_batches_equals_collecting_all_subjects_at_once():
@@ -89,9 +87,9 @@ def test_merging_batches_equals_collecting_all_subjects_at_once():
              confusion([[7, 0, 0], [0, 0, 0], [0, 2, 9]])]
     mets = [metrics(0.9, 0.8), metrics(0.7, 0.6), metrics(0.5, 0.4)]
     fovs = [fov(3), fov(2), fov(4)]
-    whole = collect("unet", subjects, SPLITS, mets, confs, fovs)
-    parts = [collect("unet", subjects[:2], SPLITS, mets[:2], confs[:2], fovs[:2]),
-             collect("unet", subjects[2:], SPLITS, mets[2:], confs[2:], fovs[2:])]
+    whole = collect("unet", subjects, FOLDS, mets, confs, fovs)
+    parts = [collect("unet", subjects[:2], FOLDS, mets[:2], confs[:2], fovs[:2]),
+             collect("unet", subjects[2:], FOLDS, mets[2:], confs[2:], fovs[2:])]
     merged = merge(parts)
     pd.testing.assert_frame_equal(merged.metrics, whole.metrics)
     pd.testing.assert_frame_equal(merged.fov, whole.fov)
@@ -99,7 +97,7 @@ def test_merging_batches_equals_collecting_all_subjects_at_once():
 
 
 def test_merge_rejects_a_subject_in_two_batches_and_no_batch():
-    part = collect("unet", ["s1"], SPLITS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
+    part = collect("unet", ["s1"], FOLDS, [metrics(1, 1)], [confusion(np.eye(3))], [fov(1)])
     with pytest.raises(ValueError, match="more than one batch"):
         merge([part, part])
     with pytest.raises(ValueError, match="no batch"):

@@ -184,10 +184,7 @@ def brute_within(mask, point_sets, eps, spacing, strict, combine="min"):
     idx = np.argwhere(mask)
     sp = np.asarray(spacing, float)
     d = np.stack([cdist(idx * sp, np.argwhere(s) * sp).min(axis=1) for s in point_sets], axis=1)
-    if combine == "min":
-        v = d.min(axis=1)
-    else:
-        v = np.sort(d, axis=1)[:, :2].sum(axis=1)
+    v = d.min(axis=1) if combine == "min" else np.sort(d, axis=1)[:, :2].sum(axis=1)
     ok = v < eps - TIE if strict else v <= eps + TIE
     out = np.zeros(mask.shape, bool)
     out[tuple(idx[ok].T)] = True
@@ -276,7 +273,7 @@ def test_within_distance_with_offset():
     # with a target: the point set on the box's grid, padded
     pad = np.floor(eps / np.asarray(ANISO) + 1e-9).astype(int)
     wide = np.pad(points, [(p, p) for p in pad])
-    target = wide[tuple(slice(b.start, b.stop + 2 * p) for b, p in zip(box, pad))]
+    target = wide[tuple(slice(b.start, b.stop + 2 * p) for b, p in zip(box, pad, strict=True))]
     np.testing.assert_array_equal(
         within_distance(mask[box], [tree], eps, ANISO, offset=(4, 3, 2), strict=False, target=target), full[box])
 

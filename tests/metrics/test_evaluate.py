@@ -28,7 +28,10 @@ SHAPE = (12, 14, 10)
 AB = {"a": 1, "b": 2}
 
 
-def two_box_pair(spacing=SPACING, direction=np.eye(3)):
+IDENTITY = np.eye(3)
+
+
+def two_box_pair(spacing=SPACING, direction=IDENTITY):
     """Structure a: a 4x5x3 box, predicted one voxel (1.5 mm) further along axis 2; b: a perfect 3x4x4 box."""
     ref = np.zeros(SHAPE, np.uint8)
     pred = np.zeros(SHAPE, np.uint8)
@@ -94,7 +97,7 @@ def test_confusion_and_counts_match_brute_force(seed):
     pred = perturbed(ref, seed + 20)
     spacing = (0.7, 0.3646, 1.3)
     ev = evaluate_arrays(pred, ref, spacing, LABELS)
-    values = [0] + list(LABELS.values())
+    values = [0, *list(LABELS.values())]
     m = brute_confusion(pred, ref, values)
     np.testing.assert_array_equal(ev.confusion.to_numpy(), m)
     assert ev.confusion.to_numpy().sum() == pred.size
@@ -122,7 +125,7 @@ def test_sparse_label_values_in_any_order():
     labels = {"x": 7, "y": 300, "z": 2, "w": 9, "absent": 4}
     spacing = (0.7, 0.3646, 1.3)
     ev = evaluate_arrays(pred, ref, spacing, labels, EvaluationSettings(gap_eps_mm=4.0))
-    values = [0] + list(labels.values())
+    values = [0, *list(labels.values())]
     np.testing.assert_array_equal(ev.confusion.to_numpy(), brute_confusion(pred, ref, values))
     assert list(ev.confusion.index) == ["background", "x", "y", "z", "w", "absent"]
     t = ev.table.set_index("structure")
@@ -130,7 +133,7 @@ def test_sparse_label_values_in_any_order():
     for name, c in labels.items():
         assert t.loc[name, "label"] == c
         assert t.loc[name, "tp"] == np.count_nonzero((pred == c) & (ref == c))
-        dice, n_ref, n_pred, tp, coll = expected[c]
+        _dice, n_ref, n_pred, tp, coll = expected[c]
         assert (t.loc[name, "gap_ref_voxels"], t.loc[name, "gap_pred_voxels"], t.loc[name, "gap_tp_voxels"],
                 t.loc[name, "collisions"]) == (n_ref, n_pred, tp, coll)
     assert t.loc["absent", "surface_flag"] == "both_empty"
@@ -147,7 +150,7 @@ def test_structure_on_volume_edge():
     spacing = (0.7, 0.3646, 1.3)
     t = evaluate_arrays(pred, ref, spacing, LABELS).table.set_index("structure")
     for name, c in LABELS.items():
-        hd, hd95, assd = brute_surface(pred == c, ref == c, spacing)
+        hd, _hd95, assd = brute_surface(pred == c, ref == c, spacing)
         assert (t.loc[name, "hd_mm"], t.loc[name, "assd_mm"]) == pytest.approx((hd, assd), abs=1e-9)
 
 
@@ -194,7 +197,7 @@ def test_grid_mismatches_name_the_prediction_file():
              Volume(np.zeros((12, 14, 11), np.uint8), SPACING, pred.origin),
              Volume(pred.array, SPACING, pred.origin, np.diag([-1.0, 1.0, 1.0]))]
     for bad in cases:
-        with pytest.raises(EvaluationInputError, match="subject07_pred.nii.gz"):
+        with pytest.raises(EvaluationInputError, match=r"subject07_pred.nii.gz"):
             evaluate_pair(bad, ref, AB, pred_name="subject07_pred.nii.gz", ref_name="subject07_ref.nii.gz")
     assert issubclass(EvaluationInputError, ValueError)
 
@@ -213,10 +216,10 @@ def test_non_integral_float_labels_are_rejected():
     pred, ref = two_box_pair()
     arr = pred.array.astype(np.float32)
     arr[5, 5, 4] = 1.5
-    with pytest.raises(EvaluationInputError, match="p.nii.gz"):
+    with pytest.raises(EvaluationInputError, match=r"p.nii.gz"):
         evaluate_pair(pred.with_array(arr), ref, AB, pred_name="p.nii.gz")
     arr[5, 5, 4] = np.nan
-    with pytest.raises(EvaluationInputError, match="p.nii.gz"):
+    with pytest.raises(EvaluationInputError, match=r"p.nii.gz"):
         evaluate_pair(pred.with_array(arr), ref, AB, pred_name="p.nii.gz")
 
 
@@ -243,7 +246,7 @@ def test_negative_labels_are_rejected():
     pred, ref = two_box_pair()
     arr = pred.array.astype(np.int16)
     arr[0, 0, 0] = -1
-    with pytest.raises(EvaluationInputError, match="p.nii.gz"):
+    with pytest.raises(EvaluationInputError, match=r"p.nii.gz"):
         evaluate_pair(pred.with_array(arr), ref, AB, pred_name="p.nii.gz")
 
 

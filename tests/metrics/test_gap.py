@@ -38,7 +38,7 @@ def check_against_brute(pred, ref, gap_eps, coll_eps, threads=1):
 def test_gap_dice_and_collisions_match_brute_force(seed):
     ref = label_map(seed)
     pred = perturbed(ref, seed + 10)
-    table, expected = check_against_brute(pred, ref, gap_eps=4.0, coll_eps=2.0)
+    _table, expected = check_against_brute(pred, ref, gap_eps=4.0, coll_eps=2.0)
     # the cases are not trivial: gaps and collisions exist, and the prediction is imperfect there
     assert all(v[1] > 0 for v in expected.values())
     assert sum(v[4] for v in expected.values()) > 0
@@ -59,7 +59,7 @@ def test_gap_dice_and_collisions_other_eps():
 
 def test_gap_dice_perfect_prediction_is_one_and_touching_classes_collide():
     ref = label_map(4)
-    table, expected = check_against_brute(ref.copy(), ref, gap_eps=4.0, coll_eps=2.0)
+    table, _expected = check_against_brute(ref.copy(), ref, gap_eps=4.0, coll_eps=2.0)
     for name in LABELS:
         assert table.loc[name, "gap_dice"] == pytest.approx(1.0)
     # the reference classes are at least 2 voxels (0.73 mm along axis 1) apart: some collide within 2 mm
@@ -104,7 +104,7 @@ def test_classes_far_apart_have_no_collisions_and_no_gap():
     ref[2:10, 3:15, 2:8] = 1
     ref[24:34, 3:15, 2:8] = 2  # 15 voxels x 0.7 mm = 10.5 mm apart along axis 0
     ref[24:34, 30:38, 12:20] = 3
-    table, expected = check_against_brute(ref.copy(), ref, gap_eps=5.0, coll_eps=2.0)
+    table, _expected = check_against_brute(ref.copy(), ref, gap_eps=5.0, coll_eps=2.0)
     assert table.loc["all", "collisions"] == 0
     for name in ("femur", "tibia", "patella", "fibula"):
         assert table.loc[name, "gap_flag"] == "no_gap"

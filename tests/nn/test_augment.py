@@ -7,10 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mskseg.nn.augment import Augmenter, AugmentSettings, build_augmenter  # noqa: E402
+from mskseg.nn.augment import Augmenter, build_augmenter  # noqa: E402
 from mskseg.nn.data import Case, SliceDataset  # noqa: E402
 from mskseg.nn.losses import get_loss  # noqa: E402
 from mskseg.nn.models import build_model  # noqa: E402
+from mskseg.nn.settings import AugmentSettings  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,16 +82,16 @@ def test_padding_values_of_affine():
 
 
 def test_nothing_enabled_gives_none():
-    for settings in (None, {}, AugmentSettings(), {"p": 1.0}, {"gamma": 0.3, "p": 0.0},
-                     {"elastic": 0.5, "elastic_max_displacement": 0.0}):
+    for settings in (None, AugmentSettings(), AugmentSettings(p=1.0), AugmentSettings(gamma=0.3, p=0.0),
+                     AugmentSettings(elastic=0.5, elastic_max_displacement=0.0)):
         assert build_augmenter(settings, 2) is None
-    built = build_augmenter({"gamma": 0.3}, 3)
+    built = build_augmenter(AugmentSettings(gamma=0.3), 3)
     assert isinstance(built, Augmenter) and built.dims == 3 and built.settings.gamma == 0.3
     assert build_augmenter(AugmentSettings(motion_blur=0.2), 2) is not None
 
 
-ALL = dict(scale=0.1, rotation_deg=10.0, shear_deg=5.0, gamma=0.3, contrast=0.2, motion_blur=0.5, elastic=0.5,
-           elastic_control_points=5, elastic_max_displacement=3.0)
+ALL = {"scale": 0.1, "rotation_deg": 10.0, "shear_deg": 5.0, "gamma": 0.3, "contrast": 0.2, "motion_blur": 0.5,
+       "elastic": 0.5, "elastic_control_points": 5, "elastic_max_displacement": 3.0}
 
 
 def test_same_rng_same_output_in_any_torch_state():
@@ -163,7 +164,7 @@ def test_from_dict_errors():
 
 
 def slice_case() -> Case:
-    image, target, weight = disc_slice()
+    image, target, _weight = disc_slice()
     volume = np.repeat(image[0][..., None], 4, axis=2)
     labels = np.repeat(target[..., None], 4, axis=2)
     return Case("disc", volume, labels, None, (1.0, 1.0, 1.0), np.eye(3))

@@ -55,7 +55,7 @@ def test_optimizer_and_scheduler_states_load_with_weights_only(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.pt"):
         load_state("/nonexistent/nowhere.pt")
 
 
@@ -70,7 +70,7 @@ def test_corrupt_file_names_it(tmp_path, content):
 def test_truncated_file(tmp_path):
     path = save_state(_state(), tmp_path / "last.pt")
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="last.pt"):
+    with pytest.raises(CheckpointError, match=r"last.pt"):
         load_state(path)
 
 
@@ -83,7 +83,7 @@ def test_not_a_dict_or_not_plain_types(tmp_path):
     with pytest.raises(CheckpointError, match="holds a list"):
         load_state(tmp_path / "list.pt")
     torch.save({"obj": Custom()}, tmp_path / "custom.pt")
-    with pytest.raises(CheckpointError, match="custom.pt"):
+    with pytest.raises(CheckpointError, match=r"custom.pt"):
         load_state(tmp_path / "custom.pt")
 
 
@@ -119,7 +119,7 @@ def test_clear_outputs_and_previous_state(tmp_path, caplog):
     (tmp_path / "tensorboard" / "run").mkdir(parents=True)
     assert previous_state(tmp_path, "abc", log) is None  # no last.pt: a fresh start clears stale outputs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
-    full = {key: 0 for key in checkpoint.STATE_KEYS} | {"fingerprint": "abc"}
+    full = dict.fromkeys(checkpoint.STATE_KEYS, 0) | {"fingerprint": "abc"}
     save_state(full, tmp_path / "last.pt")
     assert previous_state(tmp_path, "abc", log)["fingerprint"] == "abc"
     with caplog.at_level(logging.WARNING):

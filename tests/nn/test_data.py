@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mskseg.io import write_volume  # noqa: E402
-from mskseg.nn.augment import Augmenter, AugmentSettings  # noqa: E402
+from mskseg.nn.augment import Augmenter  # noqa: E402
 from mskseg.nn.data import (  # noqa: E402
     PLANES,
     Case,
@@ -23,6 +23,7 @@ from mskseg.nn.data import (  # noqa: E402
 )
 from mskseg.nn.losses import get_loss  # noqa: E402
 from mskseg.nn.models import build_model  # noqa: E402
+from mskseg.nn.settings import AugmentSettings  # noqa: E402
 from mskseg.volume import Volume  # noqa: E402
 
 torch.set_num_threads(1)
@@ -33,7 +34,10 @@ AUGMENT = Augmenter(AugmentSettings(p=0.5, rotation_deg=15.0, scale=0.1, gamma=0
                                     elastic_control_points=5, elastic_max_displacement=2.0), 2)
 
 
-def make_case(shape=(20, 24, 6), direction=np.eye(3), name="a", weight=False, offset=0.0) -> Case:
+IDENTITY = np.eye(3)
+
+
+def make_case(shape=(20, 24, 6), direction=IDENTITY, name="a", weight=False, offset=0.0) -> Case:
     """Unique intensities per voxel (100 + offset + flat index); an ellipsoid of class 1 with a core of class 2."""
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
     r = np.sqrt((grid**2).sum(0))
@@ -168,7 +172,7 @@ def test_slice_dataset_epochs_are_deterministic():
     again = [dataset[i] for i in range(3)]
     dataset.set_epoch(1)
     other = [dataset[i] for i in range(3)]
-    for x, y, z in zip(first, again, other, strict=True):
+    for x, y, _z in zip(first, again, other, strict=True):
         assert all(torch.equal(x[key], y[key]) for key in x)
     assert not all(torch.equal(x["image"], z["image"]) for x, z in zip(first, other, strict=True))
     dataset.set_epoch(0)

@@ -50,7 +50,7 @@ def test_resolve_precision_on_cpu():
     assert resolve_precision(CPU) == "fp32"
     assert resolve_precision(CPU, "FP32") == "fp32"
     assert resolve_precision(CPU, "bf16") == "bf16"
-    with pytest.raises(ValueError, match="fp16.*CUDA"):
+    with pytest.raises(ValueError, match=r"fp16.*CUDA"):
         resolve_precision(CPU, "fp16")
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision(CPU, "fp64")

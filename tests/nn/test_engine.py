@@ -3,8 +3,10 @@ schedules, early stopping, the work-folder files and the errors."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 import os
 import signal
 import subprocess
@@ -18,13 +20,15 @@ import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
+
 from torch.utils.data import Dataset  # noqa: E402
 
 from mskseg.nn.checkpoint import CheckpointError, load_state  # noqa: E402
-from mskseg.nn.engine import TrainSettings, _epoch_batches, train  # noqa: E402
+from mskseg.nn.engine import _epoch_batches, train  # noqa: E402
 from mskseg.nn.history import COLUMNS  # noqa: E402
 from mskseg.nn.losses import weight_map_cross_entropy  # noqa: E402
 from mskseg.nn.models import build_model  # noqa: E402
+from mskseg.nn.settings import TrainSettings  # noqa: E402
 from mskseg.nn.weights import read_state_dict  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -287,7 +291,7 @@ def test_finished_run_returns_without_training(tmp_path, caplog):
     pd.testing.assert_frame_equal(again.history, first.history)
     assert_same_weights(model.state_dict(), read_state_dict(first.last_weights))
     first.best_weights.unlink()
-    with pytest.raises(CheckpointError, match="best_weights.pt is missing"):
+    with pytest.raises(CheckpointError, match=r"best_weights.pt is missing"):
         train(model, TinySet(), never, settings(steps_per_epoch=1), tmp_path)
 
 
@@ -327,10 +331,10 @@ def test_from_dict_rejects(values, field):
 
 def test_epoch_batches_drop_last_and_repeat():
     plain = _epoch_batches(10, settings(), 1)
-    assert [len(b) for b in plain] == [4, 4] and len(set(sum(plain, []))) == 8
+    assert [len(b) for b in plain] == [4, 4] and len(set(functools.reduce(operator.iadd, plain, []))) == 8
     assert [len(b) for b in _epoch_batches(3, settings(), 1)] == [3]
     assert plain == _epoch_batches(10, settings(), 1) and plain != _epoch_batches(10, settings(), 2)
-    steps = sum(_epoch_batches(6, settings(steps_per_epoch=5), 1), [])
+    steps = functools.reduce(operator.iadd, _epoch_batches(6, settings(steps_per_epoch=5), 1), [])
     assert len(steps) == 20 and sorted(steps[:6]) == list(range(6)) and sorted(steps[6:12]) == list(range(6))
 
 
@@ -366,7 +370,7 @@ def test_errors_before_training(tmp_path):
         train(tiny_model(), TinySet(), pixel_loss, settings(monitor="val_dice"), tmp_path / "b")
     with pytest.raises(ValueError, match="empty"):
         train(tiny_model(), TinySet(n=0), pixel_loss, settings(), tmp_path / "c")
-    with pytest.raises(ValueError, match="val_dice.*val_loss"):
+    with pytest.raises(ValueError, match=r"val_dice.*val_loss"):
         train(tiny_model(), TinySet(), pixel_loss, settings(monitor="val_dice"), tmp_path / "d",
               validate=lambda *a: {"val_loss": 1.0})
 

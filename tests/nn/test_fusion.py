@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from mskseg.nn.fusion import (  # noqa: E402
+from mskseg.nn.fusion import (
     FusionFit,
     fit_fusion_weights,
     fuse,
@@ -18,7 +18,7 @@ from mskseg.nn.fusion import (  # noqa: E402
     simplex_grid,
     write_fusion_weights,
 )
-from mskseg.nn.inference import to_labels  # noqa: E402
+from mskseg.nn.inference import to_labels
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -185,7 +185,7 @@ def test_weights_file_round_trip(tmp_path):
 def test_malformed_weights_files(tmp_path, text):
     path = tmp_path / "bad.json"
     path.write_text(text)
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad.json"):
         read_fusion_weights(path)
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from mskseg.config import ConfigError
+from mskseg.errors import ConfigError
 from mskseg.nn.method import MethodSpec, input_multiple, interactive_split, views_of
+from mskseg.nn.settings import InteractiveSettings, TrainSettings
 
 
 def spec(**entry):
@@ -15,7 +16,7 @@ def test_defaults_are_a_sagittal_2d_unet_with_dice_ce() -> None:
     assert (s.network["name"], s.view, s.loss, s.n_slices) == ("unet2d", "sagittal", "dice_ce", 1)
     assert s.views == ["sagittal"]
     assert s.multiple == 16 and s.pretrain is None and s.interactive is None
-    assert s.inference["device"] == "auto" and s.multiplanar["n_views"] == 6
+    assert s.inference.device == "auto" and s.multiplanar.n_views == 6 and s.train == TrainSettings()
 
 
 @pytest.mark.parametrize("view, views", [("axial", ["axial"]), ("three_plane", ["axial", "coronal", "sagittal"]),
@@ -26,12 +27,12 @@ def test_views_of_each_mode(view, views) -> None:
 
 def test_volume_goes_with_unet3d_only() -> None:
     s = spec(view="volume", network={"name": "unet3d", "depth": 2}, patch={"size": [16, 32, 32]})
-    assert s.views == ["3d"] and s.patch["size"] == [16, 32, 32] and s.patch["overlap"] == 0.5
+    assert s.views == ["3d"] and s.patch.size == (16, 32, 32) and s.patch.overlap == 0.5
     with pytest.raises(ConfigError, match="unet3d"):
         spec(view="volume")
     with pytest.raises(ConfigError, match="unet3d"):
         spec(network={"name": "unet3d"})
-    with pytest.raises(ConfigError, match="patch.size"):
+    with pytest.raises(ConfigError, match=r"patch.size"):
         spec(view="volume", network={"name": "unet3d", "depth": 3}, patch={"size": [12, 32, 32]})
 
 
@@ -52,15 +53,15 @@ def test_weight_map_losses_need_a_known_weight_map() -> None:
 
 
 def test_unknown_names_are_named() -> None:
-    with pytest.raises(ConfigError, match="network.name"):
+    with pytest.raises(ConfigError, match=r"network.name"):
         spec(network={"name": "resnet"})
     with pytest.raises(ConfigError, match="view"):
         spec(view="oblique")
     with pytest.raises(ConfigError, match="unknown key"):
         spec(epochs=3)
-    with pytest.raises(ConfigError, match="fusion.step"):
+    with pytest.raises(ConfigError, match=r"fusion.step"):
         spec(view="three_plane", fusion={"step": 0.3})
-    with pytest.raises(ConfigError, match="multiplanar.dim"):
+    with pytest.raises(ConfigError, match=r"multiplanar.dim"):
         spec(view="multiplanar", multiplanar={"dim": 40})
 
 
@@ -68,8 +69,9 @@ def test_pretraining_and_rounds() -> None:
     s = spec(loss="weighted_ce", weight_map="plain", train={"epochs": 3}, pretrain={"train": {"epochs": 7}},
              interactive={"rounds": [2, 4]})
     p = s.pretraining()
-    assert (p.loss, p.weight_map, p.train, p.interactive, p.pretrain) == ("ce", None, {"epochs": 7}, None, None)
-    assert s.interactive == {"rounds": [2, 4], "collision_eps_mm": 2.0}
+    assert (p.loss, p.weight_map, p.interactive, p.pretrain) == ("ce", None, None, None)
+    assert p.train == TrainSettings(epochs=7)
+    assert s.train.epochs == 3 and s.interactive == InteractiveSettings(rounds=(2, 4), collision_eps_mm=2.0)
     with pytest.raises(ConfigError, match="rounds"):
         spec(interactive={"rounds": [4, 2]})
     with pytest.raises(ConfigError, match="poor labels have no weight map"):
@@ -84,3 +86,26 @@ def test_input_multiple() -> None:
     assert input_multiple({"name": "vgg16unet"}) == 32
     assert input_multiple({"name": "deeplabv3plus"}) == 16
     assert input_multiple({"name": "segnet"}) == 32
+
+
+@pytest.mark.parametrize("block, value, field", [
+    ("train", {"epochs": 0}, "methods.m.train: training setting 'epochs'"),
+    ("train", {"epoch": 3}, "methods.m.train: unknown training setting"),
+    ("augment", {"p": 2}, "methods.m.augment: augmentation setting p"),
+    ("inference", {"device": "tpu"}, "methods.m.inference: inference setting 'device'"),
+    ("patch", {"overlap": 1.0}, "methods.m.patch: patch setting 'overlap'"),
+    ("multiplanar", {"min_angle_deg": 120}, "methods.m.multiplanar: multiplanar setting 'min_angle_deg'"),
+    ("pretrain", {"train": {"lr": -1}}, "methods.m.pretrain.train: training setting 'lr'"),
+])
+def test_every_block_is_parsed_when_the_config_is_read_and_errors_name_it(block, value, field) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        spec(**{block: value})
+
+
+def test_settings_round_trip_through_plain_values() -> None:
+    s = spec(view="volume", network={"name": "unet3d", "depth": 2}, patch={"size": [16, 32, 32]},
+             train={"epochs": 2, "betas": [0.8, 0.9]}, augment={"elastic": 0.3})
+    assert s.patch.to_dict() == {"size": [16, 32, 32], "samples_per_case": 8, "foreground_fraction": 0.5,
+                                 "overlap": 0.5}
+    assert TrainSettings.from_dict(s.train.to_dict()) == s.train and s.train.to_dict()["betas"] == [0.8, 0.9]
+    assert type(s.augment).from_dict(s.augment.to_dict()) == s.augment

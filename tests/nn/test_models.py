@@ -139,9 +139,9 @@ def test_same_seed_same_model(name):
 
 def test_registry_names_and_errors():
     assert set(MODELS) == {"unet2d", "segnet", "deeplabv3plus", "vgg16unet", "unet25d", "unet3d"}
-    with pytest.raises(ValueError, match="unknown model 'unet4d'.*unet2d.*segnet"):
+    with pytest.raises(ValueError, match=r"unknown model 'unet4d'.*unet2d.*segnet"):
         build_model("unet4d", in_channels=1, n_classes=2)
-    with pytest.raises(ValueError, match="no option 'dims'.*depth"):
+    with pytest.raises(ValueError, match=r"no option 'dims'.*depth"):
         build_model("unet2d", in_channels=1, n_classes=2, dims=3)
     with pytest.raises(ValueError, match="no option 'depth'"):
         build_model("vgg16unet", in_channels=1, n_classes=2, depth=3)
@@ -268,7 +268,7 @@ def _vgg16_state(base: int, batch_norm: bool, seed: int = 0, in_channels: int = 
     """A synthetic torchvision-style ``vgg16``/``vgg16_bn`` state dict (features + a classifier)."""
     g = torch.Generator().manual_seed(seed)
     state, index, previous = {}, 0, in_channels
-    for block, (n, mult) in enumerate(zip((2, 2, 3, 3, 3), (1, 2, 4, 8, 8))):
+    for _block, (n, mult) in enumerate(zip((2, 2, 3, 3, 3), (1, 2, 4, 8, 8), strict=True)):
         width = base * mult
         for _ in range(n):
             state[f"features.{index}.weight"] = torch.randn(width, previous, 3, 3, generator=g)
@@ -326,7 +326,7 @@ def test_load_vgg16_encoder_lists_mismatches():
     with pytest.raises(ValueError, match=r"conv 1 \(features.0.weight\).*conv 2 \(features.2.weight\)") as err:
         load_vgg16_encoder(model, state)
     assert "conv 13" in str(err.value)
-    assert all(torch.equal(a, layer[0].weight) for a, layer in zip(before, model.encoder_layers()))
+    assert all(torch.equal(a, layer[0].weight) for a, layer in zip(before, model.encoder_layers(), strict=True))
     del state["features.28.weight"], state["features.28.bias"]
     with pytest.raises(ValueError, match="expected 13 convolutions, found 12"):
         load_vgg16_encoder(VGG16UNet(3, 2, base=4, batch_norm=False), state)

@@ -158,7 +158,10 @@ def test_sphere_span_and_grids() -> None:
 
 
 # ----------------------------------------------------------------------------------- dataset
-def _case(direction=np.eye(3), weight=True, three_classes=True) -> MultiPlanarCase:
+IDENTITY = np.eye(3)
+
+
+def _case(direction=IDENTITY, weight=True, three_classes=True) -> MultiPlanarCase:
     ell = _ellipsoid()
     image = (ell * 5.0 + np.random.default_rng(2).uniform(-3.0, -1.0, SHAPE)).astype(np.float32)
     target = ell.astype(np.int64) + three_classes * (np.indices(SHAPE)[0] > 12)  # classes 0, 1 (, 2)
@@ -246,9 +249,9 @@ def test_predict_uncovered_voxels_are_background_and_partial_coverage_averages()
     none = count == 0
     assert np.all(probs[0][none] == 1.0) and np.all(probs[1][none] == 0.0)
     some = count > 0
-    expected = np.sum([v * c for v, c in zip(per_view, covered)], axis=0)[:, some] / count[some]
+    expected = np.sum([v * c for v, c in zip(per_view, covered, strict=True)], axis=0)[:, some] / count[some]
     assert np.allclose(probs[:, some], expected, atol=1e-5)
-    for v, c in zip(per_view, covered):
+    for v, c in zip(per_view, covered, strict=True):
         assert np.all(v[0][~c] == 1.0)
 
 

@@ -86,7 +86,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / "nowhere.pt"
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.pt"):
         load_weights(_model("unet2d", seed=0), path)
     with pytest.raises(FileNotFoundError, match="not found"):
         read_state_dict(tmp_path)  # a folder is not a weights file
@@ -103,7 +103,7 @@ def test_corrupt_file_names_the_path(tmp_path, content):
 def test_truncated_file_names_the_path(tmp_path):
     path = save_weights(_model("unet2d", seed=0), tmp_path / "model.pt")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(WeightsFileError, match="model.pt"):
+    with pytest.raises(WeightsFileError, match=r"model.pt"):
         load_weights(_model("unet2d", seed=0), path)
 
 
@@ -135,7 +135,7 @@ def test_missing_and_unexpected_keys(tmp_path):
     result = load_weights(model, tmp_path / "partial.pt", strict=False)
     assert result.missing == ("head.weight", "head.bias") and result.unexpected == ()
     torch.save({**model.state_dict(), "extra.weight": torch.zeros(1)}, tmp_path / "extra.pt")
-    with pytest.raises(ValueError, match="unexpected extra.weight"):
+    with pytest.raises(ValueError, match=r"unexpected extra.weight"):
         load_weights(model, tmp_path / "extra.pt")
     result = load_weights(model, tmp_path / "extra.pt", strict=False)
     assert result.missing == () and result.unexpected == ("extra.weight",)

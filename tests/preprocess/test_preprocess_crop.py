@@ -14,7 +14,7 @@ def test_margin_in_mm_per_axis_with_anisotropic_spacing():
     assert margin_voxels(SPACING, 5.0) == (8, 4, 3)
     assert box == ((12, 31), (11, 21), (7, 14))
     # at least the margin in mm on both sides of every axis, less than one voxel more
-    for (start, stop), lo, hi, s in zip(box, (20, 15, 10), (22, 16, 10), SPACING):
+    for (start, stop), lo, hi, s in zip(box, (20, 15, 10), (22, 16, 10), SPACING, strict=True):
         for gap in ((lo - start) * s, (stop - 1 - hi) * s):
             assert 5.0 <= gap < 5.0 + s
 

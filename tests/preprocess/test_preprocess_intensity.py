@@ -46,7 +46,7 @@ def test_ct_quartile_matches_hand_computation():
 
 @pytest.mark.parametrize("func", [zscore_clip, ct_quartile])
 def test_constant_image_raises(func):
-    with pytest.raises(ValueError, match="constant|interquartile range is 0"):
+    with pytest.raises(ValueError, match=r"constant|interquartile range is 0"):
         func(np.full((4, 4, 4), 7.0))
 
 
@@ -90,5 +90,5 @@ def test_normalise_rejects_unknown_modality_and_params(data):
     vol = empty_volume(shape=data.shape).with_array(data)
     with pytest.raises(ValueError, match="unknown modality 'pet'"):
         normalise(vol, "pet")
-    with pytest.raises(ValueError, match="unexpected parameters.*'ct'.*lower_percentile"):
+    with pytest.raises(ValueError, match=r"unexpected parameters.*'ct'.*lower_percentile"):
         normalise(vol, "ct", lower_percentile=1.0)

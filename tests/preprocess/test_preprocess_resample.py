@@ -55,7 +55,7 @@ def test_tiny_volume_keeps_at_least_one_voxel():
 def test_physical_extent_preserved(spacing):
     vol = empty_volume()  # (64, 36, 22) x (0.7, 1.3, 2.1): these spacings divide exactly
     out = resample(vol, spacing, "linear")
-    for a, b in zip(physical_extent(vol), physical_extent(out)):
+    for a, b in zip(physical_extent(vol), physical_extent(out), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-9)
 
 
@@ -121,5 +121,5 @@ def test_bad_spacing_raises(spacing):
 
 
 def test_unknown_interpolator_raises():
-    with pytest.raises(ValueError, match="unknown interpolator 'cubic'.*'bspline'"):
+    with pytest.raises(ValueError, match=r"unknown interpolator 'cubic'.*'bspline'"):
         resample(empty_volume(shape=(3, 3, 3)), (1, 1, 1), "cubic")

@@ -206,7 +206,7 @@ def test_initial_transform_is_honoured(fixed: sitk.Image) -> None:
     settings = AntsSettings(transform="SyNOnly")
     affine, field, _ = register_ants(fixed, moving, settings)  # SyN alone cannot bridge 35 mm
     assert _dice(sitk.Resample(moving, fixed, _composite(affine, field), sitk.sitkLinear, 0.0), fixed) < 0.5
-    initial = sitk.Euler3DTransform(CENTRE.tolist(), 0.02, 0.0, -0.02, (shift + [1.0, -1.0, 0.5]).tolist())
+    initial = sitk.Euler3DTransform(CENTRE.tolist(), 0.02, 0.0, -0.02, (shift + np.array([1.0, -1.0, 0.5])).tolist())
     affine, field, info = register_ants(fixed, moving, settings, initial=initial)
     assert info["initial"] and info["ants_stages"] == ["SyN"]
     points = _surface_points()

@@ -41,7 +41,7 @@ def test_structure_mask_selects_one_label_and_names_an_empty_one() -> None:
     femur = structure_mask(mask, 2)
     assert set(np.unique(femur.array)) == {0, 1}
     assert femur.array.sum() == (mask.array == 2).sum()
-    with pytest.raises(EmptyStructureError, match="'tibia' .*label 9"):
+    with pytest.raises(EmptyStructureError, match=r"'tibia' .*label 9"):
         structure_mask(mask, 9, name="tibia")
 
 
@@ -101,7 +101,7 @@ def test_transform_and_field_files_round_trip(tmp_path) -> None:
     assert again.GetSpacing() == field.GetSpacing()
     assert np.allclose(sitk.GetArrayFromImage(again), sitk.GetArrayFromImage(field), atol=1e-6)
     (tmp_path / "bad.tfm").write_text("not a transform", encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.tfm"):
+    with pytest.raises(ValueError, match=r"bad.tfm"):
         read_transform(tmp_path / "bad.tfm")
     sitk.WriteImage(sitk.Image([3, 3, 3], sitk.sitkFloat32), str(tmp_path / "scalar.nii.gz"))
     with pytest.raises(ValueError, match="3 components"):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from mskseg.landmarks.surface import mask_surface, surface_distance
 from mskseg.registration.affine import AffineSettings, affine_matrix, register_affine, transform_points
 from mskseg.registration.demons import DemonsSettings
 from mskseg.registration.fields import inverse_points, warp_image, warp_points
 from mskseg.registration.masks import dice, to_binary, working_image
 from mskseg.registration.pipeline import RegistrationSettings, register_to_reference
-from mskseg.surface import mask_surface, surface_distance
 from tests.registration.phantoms import apply4, known_affine, pair_with_known_mapping, smooth_displacement
 
 SETTINGS = RegistrationSettings(working_spacing_mm=1.0, margin_mm=6.0,
@@ -20,14 +20,14 @@ SETTINGS = RegistrationSettings(working_spacing_mm=1.0, margin_mm=6.0,
 
 @pytest.fixture(scope="module")
 def deformed():
-    fixed, moving, true_map, centre = pair_with_known_mapping(deform=True)
+    fixed, moving, true_map, _centre = pair_with_known_mapping(deform=True)
     ref = working_image(fixed, SETTINGS.working_spacing_mm, SETTINGS.margin_mm)
     result = register_to_reference(ref, moving, SETTINGS)
     return fixed, moving, true_map, ref, result
 
 
 def test_affine_stage_recovers_a_known_affine() -> None:
-    fixed, moving, _, centre = pair_with_known_mapping(deform=False)
+    fixed, moving, _, _centre = pair_with_known_mapping(deform=False)
     f = working_image(fixed, 1.0, 6.0)
     m = working_image(moving, 1.0, 6.0)
     result = register_affine(f, m, AffineSettings(iterations=200, sampling=1.0, min_step=1e-4))
@@ -42,7 +42,7 @@ def test_affine_stage_recovers_a_known_affine() -> None:
 
 
 def test_registration_recovers_a_known_affine_and_smooth_deformation(deformed) -> None:
-    fixed, moving, true_map, ref, result = deformed
+    fixed, moving, true_map, _ref, result = deformed
     assert result.converged, result.record["reason"]
     assert result.record["dice"] >= 0.95
     assert result.record["dice"] > result.record["dice_affine"]  # the demons stage helps
@@ -69,14 +69,14 @@ def test_an_affine_only_pair_gives_points_on_their_true_correspondences() -> Non
 
 def test_a_wrong_convention_would_be_caught(deformed) -> None:
     """Carrying points with the inverse mapping (the other convention) is clearly worse."""
-    fixed, moving, true_map, ref, result = deformed
+    fixed, _moving, true_map, _ref, result = deformed
     vertices, _ = mask_surface(fixed)
     wrong = inverse_points(vertices, result.affine, result.field)
     assert np.linalg.norm(wrong - true_map(vertices), axis=1).mean() > 3.0
 
 
 def test_landmark_warping_round_trips(deformed) -> None:
-    fixed, moving, true_map, ref, result = deformed
+    fixed, _moving, _true_map, _ref, result = deformed
     vertices, _ = mask_surface(fixed)
     there = warp_points(vertices, result.affine, result.field)
     back = inverse_points(there, result.affine, result.field)
@@ -84,14 +84,14 @@ def test_landmark_warping_round_trips(deformed) -> None:
 
 
 def test_warped_mask_matches_the_recorded_dice(deformed) -> None:
-    fixed, moving, _, ref, result = deformed
+    _fixed, moving, _, ref, result = deformed
     m = working_image(moving, 1.0, 6.0)
     warped = warp_image(m, ref, result.affine, result.field)
     assert dice(to_binary(ref), to_binary(warped)) == pytest.approx(result.record["dice"])
 
 
 def test_registration_is_deterministic(deformed) -> None:
-    fixed, moving, _, ref, result = deformed
+    _fixed, moving, _, ref, result = deformed
     again = register_to_reference(ref, moving, SETTINGS)
     a = sitk.GetArrayFromImage(result.field)
     b = sitk.GetArrayFromImage(again.field)

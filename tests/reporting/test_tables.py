@@ -42,7 +42,7 @@ def test_higher_is_better() -> None:
 def test_summarise_by_hand() -> None:
     out = summarise(_tiny(), "dice")
     assert list(out.columns) == ["method", "structure", "n", "n_missing", "mean", "sd", "median", "q1", "q3"]
-    assert list(zip(out["method"], out["structure"])) == [("B", "tibia"), ("B", "femur"),
+    assert list(zip(out["method"], out["structure"], strict=True)) == [("B", "tibia"), ("B", "femur"),
                                                           ("A", "tibia"), ("A", "femur")]
     b_tibia, b_femur, a_tibia, a_femur = (out.iloc[i] for i in range(4))
     # B/tibia: 1, 2, 4 and a NaN
@@ -200,7 +200,7 @@ def test_fov_curve_by_hand() -> None:
     out = fov_curve(fov, bins=4)
     assert list(out.columns) == ["method", "structure", "bin", "bin_low", "bin_high", "bin_centre", "mean",
                                  "sd", "n"]
-    assert list(zip(out["method"], out["structure"])) == [("M", "S")] * 4 + [("N", "T")] * 4
+    assert list(zip(out["method"], out["structure"], strict=True)) == [("M", "S")] * 4 + [("N", "T")] * 4
     m = out[out["method"] == "M"]
     np.testing.assert_allclose(m["bin_low"], [0, 25, 50, 75])
     np.testing.assert_allclose(m["bin_high"], [25, 50, 75, 100])

@@ -17,7 +17,7 @@ N = 12
 
 def _points(k: int) -> np.ndarray:
     rng = np.random.default_rng(k)
-    return rng.normal(0.0, 10.0, (N, 3)) + [50.0 * k, 0.0, 0.0]
+    return rng.normal(0.0, 10.0, (N, 3)) + np.array([50.0 * k, 0.0, 0.0])
 
 
 def _landmark_file(root: Path, subject: str, structure: str, points: np.ndarray, shuffle: bool = False) -> Path:
@@ -76,7 +76,7 @@ def test_points_come_in_index_order_and_mirrored_ones_reflected(dataset) -> None
 
 def test_another_fold_and_several_roles(dataset) -> None:
     correspondence, splits, files = dataset
-    keys, shapes, left_out = fold_shapes(correspondence, splits, files, fold="1", roles=["train"])
+    keys, _shapes, left_out = fold_shapes(correspondence, splits, files, fold="1", roles=["train"])
     assert keys == ["b:femur_right", "c:femur_right", "e:femur_right"]
     assert left_out["a:femur_right"] == "role test in fold 1"
     assert left_out["d:femur_right"].startswith("registration did not converge")
@@ -86,7 +86,7 @@ def test_another_fold_and_several_roles(dataset) -> None:
 
 def test_subjects_missing_from_the_fold_are_left_out(dataset) -> None:
     correspondence, splits, files = dataset
-    splits = splits[~((splits["split"] == 0) & (splits["subject"] == "a"))]
+    splits = splits[~((splits["split"] == "0") & (splits["subject"] == "a"))]
     extra = pd.concat([correspondence, correspondence.iloc[[2]].assign(subject="g")], ignore_index=True)
     with pytest.raises(ValueError, match="only 2 usable shapes"):
         fold_shapes(extra, splits, files, fold="0", roles=["train"])
@@ -124,7 +124,7 @@ def test_fewer_than_three_usable_shapes_raise(dataset) -> None:
 def test_missing_landmark_file_raises(dataset) -> None:
     correspondence, splits, files = dataset
     without_c = [f for f in files if not f.name.startswith("sub-c_")]
-    with pytest.raises(ValueError, match="no landmark file sub-c_structure-femur_right_landmarks.csv"):
+    with pytest.raises(ValueError, match=r"no landmark file sub-c_structure-femur_right_landmarks.csv"):
         fold_shapes(correspondence, splits, without_c, fold="0", roles=["train"])
     # a left-out subject needs no file
     without_d = [f for f in files if not f.name.startswith("sub-d_")]

@@ -22,7 +22,7 @@ def unposed():
 
 @pytest.fixture(scope="module")
 def posed():
-    shapes, mean, modes, b, poses = modal_shapes(np.random.default_rng(21), n=40, n_points=150, pose="similarity")
+    shapes, _mean, _modes, _b, _poses = modal_shapes(np.random.default_rng(21), n=40, n_points=150, pose="similarity")
     return shapes, fit_shape_model(shapes, ids(len(shapes)))
 
 

@@ -23,7 +23,7 @@ def saved(model, tmp_path):
 
 
 def test_round_trip(model, tmp_path):
-    npz, header = saved(model, tmp_path)
+    npz, _header = saved(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["femur_ssm.json", "femur_ssm.npz"]  # no temporary files
     back = load_shape_model(npz)
     for name in ("mean", "modes", "variances", "coefficients"):
@@ -67,7 +67,7 @@ def test_default_header_path_and_explicit_path(model, tmp_path):
     assert header == tmp_path / "a" / "model.json"
     assert load_shape_model(npz).subjects == model.subjects
     npz2, header2 = save_shape_model(model, tmp_path / "b.npz", tmp_path / "elsewhere" / "b_header.json")
-    with pytest.raises(FileNotFoundError, match="b.json"):
+    with pytest.raises(FileNotFoundError, match=r"b.json"):
         load_shape_model(npz2)
     assert load_shape_model(npz2, header2).n_modes == model.n_modes
 

@@ -66,7 +66,7 @@ def _blend(a, b, t):
     if isinstance(a, dict):
         return {k: _blend(a[k], b[k], t) for k in a}
     if isinstance(a, list):
-        return [_blend(x, y, t) for x, y in zip(a, b)]
+        return [_blend(x, y, t) for x, y in zip(a, b, strict=True)]
     if isinstance(a, (int, float)) and not isinstance(a, bool):
         return (1 - t) * a + t * b
     return a

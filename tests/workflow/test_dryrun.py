@@ -4,7 +4,7 @@ from pathlib import Path
 from tests.workflow.wf import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_dryrun import dry_run, pretend_qc_done, write_inputs  # noqa: E402
+from bench_dryrun import dry_run, pretend_qc_done, write_inputs
 
 
 def test_dry_run_of_507_subjects_with_10_fold_cv(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from mskseg.io import read_volume, write_volume
 from mskseg.io.tables import read_table
+from mskseg.preprocess import PreprocessSettings
 from mskseg.qc import QCSettings
 from tests.conftest import sphere_pair
 
@@ -70,8 +71,8 @@ def test_qc_and_summary_and_splits_and_preprocess_scripts(tmp_path: Path) -> Non
     assert splits.groupby("split")["role"].apply(sorted).tolist() == [["test", "train", "val"]] * 3
 
     preprocess_main(image_in=Path(rows[1]["image"]), label_in=Path(rows[1]["label"]),
-                    settings={"spacing": (1.0, 1.0, 1.0), "modality": "mri", "crop_labels": (1,),
-                              "crop_margin_mm": 1.0},
+                    settings=PreprocessSettings(spacing=(1.0, 1.0, 1.0), modality="mri", crop_labels=(1,),
+                                                crop_margin_mm=1.0),
                     mask_geometry="check", image=tmp_path / "p_image.nii.gz", mask=tmp_path / "p_mask.nii.gz",
                     record=tmp_path / "p.json", log=tmp_path / "p.log")
     out = read_volume(tmp_path / "p_image.nii.gz")

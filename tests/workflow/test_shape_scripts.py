@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mskseg.correspondence import interior_faces
 from mskseg.io import read_volume, write_volume
 from mskseg.io.landmarks import read_landmarks_csv, read_slicer_markups
 from mskseg.io.tables import read_table, write_table
+from mskseg.landmarks.correspondence import interior_faces
+from mskseg.landmarks.surface import mask_surface, surface_distance
 from mskseg.registration.masks import mirror_points
 from mskseg.shape import load_shape_model
-from mskseg.surface import mask_surface, surface_distance
 from mskseg.volume import Volume
 from tests.conftest import ROTATED
 from tests.registration.phantoms import ORIGIN, SPACING, bone, grid_points
@@ -44,7 +44,7 @@ POSES = {
 }
 NORMAL = ["s0", "s1", "s2", "s3", "s4"]
 SHELL = "s5"
-SUBJECTS = NORMAL + [SHELL]
+SUBJECTS = [*NORMAL, SHELL]
 SHELL_IN = 0.8  # ~1 mm thick: it vanishes at the working spacing
 TRAIN = ["s0", "s1", "s2", "s3", SHELL]
 N_LANDMARKS = 60
@@ -129,7 +129,8 @@ def _run_model(root: Path, data: dict[str, dict[str, Path]], subjects: list[str]
                      shape=SHAPE, table=ref["table.tsv"], image=ref["image.nii.gz"], mask=ref["mask.nii.gz"],
                      log=root / "select.log")
     reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"],
-                        truth=[data[s]["truth"] for s in subjects] if truth else [], shape=SHAPE,
+                        truth=[data[s]["truth"] for s in subjects] if truth else [],
+                        truth_subjects=list(subjects) if truth else [], shape=SHAPE,
                         landmarks=ref["landmarks.csv"], markups=ref["markups.mrk.json"], truth_out=ref["truth.csv"],
                         log=root / "reference_landmarks.log")
     out: dict[str, object] = {"reference": ref, "subjects": {}}
@@ -357,7 +358,8 @@ def test_without_truth_no_truth_keys(data, tmp_path: Path) -> None:
     quality = json.loads((tmp_path / "q.json").read_text(encoding="utf-8"))
     assert not [k for k in quality if k.startswith("truth")]
     # truth files that do not include the reference subject: the reference truth is empty
-    reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"], truth=[data["s4"]["truth"]], shape=SHAPE,
+    reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"], truth=[data["s4"]["truth"]],
+                        truth_subjects=["s4"], shape=SHAPE,
                         landmarks=tmp_path / "r.csv", markups=tmp_path / "r.mrk.json", truth_out=tmp_path / "rt.csv")
     assert read_landmarks_csv(tmp_path / "rt.csv").empty
 

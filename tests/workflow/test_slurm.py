@@ -23,7 +23,9 @@ from mskseg.io import read_volume
 from tests.workflow.wf import REPO, snakemake, write_config
 
 sys.path.insert(0, str(REPO / "tools"))
-import slurm_loopback  # noqa: E402
+import itertools
+
+import slurm_loopback
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 GPU_RULES = {"train_model", "predict_subject", "pretrain_model", "fit_fusion"}
@@ -82,7 +84,8 @@ def _slurm_args(*args: str) -> list[str]:
 
 def _jobs(cluster) -> list[dict[str, str]]:
     """Every job the controller still remembers (MinJobAge=300 s), as key=value fields."""
-    out = subprocess.run(["scontrol", "show", "job", "-o"], env=cluster.env(), text=True, capture_output=True)
+    out = subprocess.run(["scontrol", "show", "job", "-o"], env=cluster.env(), text=True, capture_output=True,
+                         check=False)
     jobs = []
     for line in out.stdout.splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
@@ -143,7 +146,7 @@ def test_gpu_jobs_asked_for_one_gpu_and_ran_one_at_a_time(runs) -> None:
     assert len(gpu) == 3 + 3  # a model per fold, a prediction per test subject
     assert all(re.search(r"gpu[:=/]1\b", j.get("TresPerJob", "") + j.get("TresPerNode", "")) for j in gpu)
     spans = sorted((datetime.fromisoformat(j["StartTime"]), datetime.fromisoformat(j["EndTime"])) for j in gpu)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, spans  # never two at once on the one GPU
     cpu_only = [j for j in jobs if j not in gpu]
     assert cpu_only and all("gpu" not in j.get("TresPerJob", "") + j.get("TresPerNode", "") for j in cpu_only)
@@ -221,7 +224,7 @@ def _wait_for_checkpoint_then_cancel(cluster, work: Path, timeout: float = 600) 
     while time.monotonic() < deadline:
         if list(work.glob("**/last.pt")):
             queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster.env(), text=True,
-                                   capture_output=True).stdout
+                                   capture_output=True, check=False).stdout
             jobs = [line.split()[0] for line in queue.splitlines() if "rule_train_model" in line]
             if jobs:
                 subprocess.run(["scancel", jobs[0]], env=cluster.env(), check=True)

@@ -20,7 +20,7 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900,
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
     return subprocess.run(cmd, cwd=cwd, env=env, text=True, encoding="utf-8", errors="replace",
-                          capture_output=True, timeout=timeout)
+                          capture_output=True, timeout=timeout, check=False)
 
 
 def write_config(folder: Path, config: dict) -> Path:

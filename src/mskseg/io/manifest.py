@@ -11,17 +11,27 @@ by file ending.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from mskseg.io.atomic import atomic_path
-from mskseg.paths import is_valid_subject_id
 
 REQUIRED_COLUMNS = ("subject", "image")
 PATH_COLUMNS = ("image", "label", "label_poor")
 KNOWN_COLUMNS = ("subject", "patient", "image", "label", "label_poor", "timepoint", "side",
                  "kl_grade", "group")
+
+
+#: subject ids become file names and wildcards: letters, digits, '-', '_', '.', not starting with '.' or '-'
+SUBJECT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_SUBJECT_RE = re.compile(rf"^{SUBJECT_ID_PATTERN}$")
+
+
+def is_valid_subject_id(value: str) -> bool:
+    """True if ``value`` may be used as a subject id (file names and wildcards)."""
+    return bool(_SUBJECT_RE.match(value)) and ".." not in value
 
 
 class ManifestError(ValueError):

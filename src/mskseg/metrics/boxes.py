@@ -32,7 +32,7 @@ def nonzero_box(*arrays: np.ndarray) -> Box | None:
             return None
         lows.append(int(hits[0]))
         highs.append(int(hits[-1]) + 1)
-    return tuple(slice(lo, hi) for lo, hi in zip(lows, highs))  # type: ignore[return-value]
+    return tuple(slice(lo, hi) for lo, hi in zip(lows, highs, strict=True))  # type: ignore[return-value]
 
 
 def label_boxes(labels: np.ndarray, max_label: int = 0) -> list[Box | None]:
@@ -56,7 +56,7 @@ def union_box(*boxes: Box | None) -> Box | None:
 def grow_box(box: Box, margin: Sequence[int], shape: Sequence[int]) -> Box:
     """``box`` widened by ``margin[a]`` voxels on both sides of axis ``a``, clipped to ``shape``."""
     return tuple(slice(max(0, b.start - m), min(n, b.stop + m))
-                 for b, m, n in zip(box, margin, shape))  # type: ignore[return-value]
+                 for b, m, n in zip(box, margin, shape, strict=True))  # type: ignore[return-value]
 
 
 def box_offset(box: Box) -> np.ndarray:
@@ -66,4 +66,4 @@ def box_offset(box: Box) -> np.ndarray:
 
 def relative(box: Box, frame: Box) -> Box:
     """``box`` (in volume indices) expressed in the indices of the sub-volume ``frame``."""
-    return tuple(slice(b.start - f.start, b.stop - f.start) for b, f in zip(box, frame))  # type: ignore[return-value]
+    return tuple(slice(b.start - f.start, b.stop - f.start) for b, f in zip(box, frame, strict=True))  # type: ignore[return-value]

@@ -3,7 +3,7 @@ per batch of subjects (:func:`collect`), then the batches into the dataset's tab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,31 +19,26 @@ class Collected:
     fov: pd.DataFrame
 
 
-def fold_of_test_subject(splits: pd.DataFrame) -> dict[str, str]:
-    """subject -> the split in which it is a test subject (the first one if several)."""
-    test = splits[splits["role"] == "test"]
-    out: dict[str, str] = {}
-    for s, f in zip(test["subject"], test["split"]):
-        out.setdefault(str(s), str(f))
-    return out
-
-
-def collect(method: str, subjects: Sequence[str], splits: pd.DataFrame, metrics: Sequence[pd.DataFrame],
+def collect(method: str, subjects: Sequence[str], folds: Mapping[str, str], metrics: Sequence[pd.DataFrame],
             confusions: Sequence[pd.DataFrame], fovs: Sequence[pd.DataFrame]) -> Collected:
-    """Stack per-subject tables (same order as ``subjects``) and add ``method``, ``subject``, ``fold``."""
+    """Stack per-subject tables (same order as ``subjects``) and add ``method``, ``subject``, ``fold``.
+
+    ``folds``: subject -> the split that tests it (:func:`mskseg.workflow.checkpoints.test_folds`); a subject
+    without one gets an empty fold.
+    """
     if not (len(subjects) == len(metrics) == len(confusions) == len(fovs)):
         raise ValueError("one metrics, confusion and fov table per subject expected")
-    folds = fold_of_test_subject(splits)
 
     def tag(frame: pd.DataFrame, subject: str) -> pd.DataFrame:
         return frame.assign(method=method, subject=subject, fold=folds.get(subject, ""))[
-            ["method", "subject", "fold"] + list(frame.columns)]
+            ["method", "subject", "fold", *list(frame.columns)]]
 
-    table = pd.concat([tag(m, s) for m, s in zip(metrics, subjects)], ignore_index=True)
-    fov = pd.concat([tag(f, s) for f, s in zip(fovs, subjects)], ignore_index=True) if fovs else pd.DataFrame()
+    table = pd.concat([tag(m, s) for m, s in zip(metrics, subjects, strict=True)], ignore_index=True)
+    fov = (pd.concat([tag(f, s) for f, s in zip(fovs, subjects, strict=True)], ignore_index=True) if fovs
+           else pd.DataFrame())
     conf = None
-    for c in confusions:
-        c = c.set_index("reference")
+    for frame in confusions:
+        c = frame.set_index("reference")
         conf = c if conf is None else conf.add(c, fill_value=0)
     confusion = conf.reset_index() if conf is not None else pd.DataFrame()
     return Collected(metrics=table, confusion=confusion, fov=fov)

@@ -231,7 +231,7 @@ def local_nearest(
     strides = np.array([target.shape[1] * target.shape[2], target.shape[2], 1], dtype=np.int64)
     lin = points.astype(np.int64) @ strides
     todo = np.arange(len(points))
-    for off, length in zip(offsets @ strides, lengths):
+    for off, length in zip(offsets @ strides, lengths, strict=True):
         if stop_at is not None and length > stop_at:
             break
         hit = flat[lin[todo] + off]
@@ -281,7 +281,7 @@ def _occupancy(padded: np.ndarray, levels: list[np.ndarray]) -> list[np.ndarray]
     """Per level, whether each block of that level's shape holds a True voxel (pairwise ORs, fine to coarse)."""
     occ = [padded]
     current = padded
-    for coarse, fine in zip(levels[-2::-1], levels[:0:-1]):
+    for coarse, fine in zip(levels[-2::-1], levels[:0:-1], strict=True):
         for axis in range(3):
             if coarse[axis] != fine[axis]:
                 lo = [slice(None)] * 3
@@ -342,7 +342,7 @@ def within_distance(
     for level, b in enumerate(levels_):
         shape6 = (padded.shape[0] // b[0], b[0], padded.shape[1] // b[1], b[1], padded.shape[2] // b[2], b[2])
         if level > 0:  # split the undecided parents into their occupied children of shape b
-            steps = [np.arange(0, p, c) for p, c in zip(levels_[level - 1], b)]
+            steps = [np.arange(0, p, c) for p, c in zip(levels_[level - 1], b, strict=True)]
             kids = np.stack(np.meshgrid(*steps, indexing="ij"), -1).reshape(-1, 3)
             starts = (starts[:, None, :] + kids[None, :, :]).reshape(-1, 3)
             witness = np.repeat(witness, len(kids), axis=0)

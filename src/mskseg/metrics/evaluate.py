@@ -87,7 +87,7 @@ def _as_labels(array: np.ndarray, name: str) -> np.ndarray:
 
 def check_labels(present: Sequence[int], labels: Mapping[str, int], name: str) -> None:
     """Raise naming the file when values ``present`` are not background or a known label."""
-    unknown = sorted(set(present) - set(int(v) for v in labels.values()))
+    unknown = sorted(set(present) - {int(v) for v in labels.values()})
     if unknown:
         known = ", ".join(f"{k}={v}" for k, v in labels.items())
         raise EvaluationInputError(f"{name}: label values {unknown} are not among the dataset's labels ({known})")
@@ -141,7 +141,7 @@ def evaluate_arrays(
         return _structure(item[1], pboxes[item[1]], rboxes[item[1]], P, Y, sp, top)
 
     with ThreadPoolExecutor(max(1, settings.threads)) as pool:
-        parts = dict(zip([v for _, v in items], pool.map(phase1, items)))
+        parts = dict(zip([v for _, v in items], pool.map(phase1, items), strict=True))
         ref_trees = {c: parts[c]["ref_tree"] for c in parts}
         pred_trees = {c: parts[c]["pred_tree"] for c in parts}
         regions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -151,7 +151,7 @@ def evaluate_arrays(
             def region(c: int) -> np.ndarray:
                 return gap_region(parts[c]["Y"], c, ref_trees, settings.gap_eps_mm, sp, parts[c]["off"])
 
-            regions = {c: (g, parts[c]["off"]) for c, g in zip(present, pool.map(region, present))}
+            regions = {c: (g, parts[c]["off"]) for c, g in zip(present, pool.map(region, present), strict=True)}
 
         def phase2(item: tuple[str, int]) -> tuple[dict, pd.DataFrame | None]:
             name, c = item

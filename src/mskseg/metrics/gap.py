@@ -92,9 +92,9 @@ def collision_count(
 
 def padded_window(array: np.ndarray, box: tuple[slice, slice, slice], pad: Sequence[int]) -> np.ndarray:
     """``array[box]`` widened by ``pad[a]`` voxels per side, zero where that leaves ``array``."""
-    shape = tuple(b.stop - b.start + 2 * p for b, p in zip(box, pad))
+    shape = tuple(b.stop - b.start + 2 * p for b, p in zip(box, pad, strict=True))
     out = np.zeros(shape, dtype=array.dtype)
-    src = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, array.shape))
-    dst = tuple(slice(s.start - (b.start - p), s.stop - (b.start - p)) for s, b, p in zip(src, box, pad))
+    src = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, array.shape, strict=True))
+    dst = tuple(slice(s.start - (b.start - p), s.stop - (b.start - p)) for s, b, p in zip(src, box, pad, strict=True))
     out[dst] = array[src]
     return out

@@ -23,7 +23,7 @@ def landmark_errors(predicted: pd.DataFrame, reference: pd.DataFrame) -> pd.Data
     merged["error"] = d
     groups = list(merged.groupby("structure", sort=False)) if "structure" in merged else []
     rows = []
-    for name, part in groups + [("all", merged)]:
+    for name, part in [*groups, ("all", merged)]:
         e = part["error"].to_numpy(dtype=float)
         rows.append({"structure": name, "n": e.size, "mean_mm": e.mean(), "median_mm": np.median(e),
                      "p95_mm": np.percentile(e, 95), "max_mm": e.max(), "rms_mm": np.sqrt(np.mean(e ** 2))})

@@ -26,108 +26,11 @@ same output in any process. The target keeps only its original class indices; th
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
 
-#: motion-blur kernel lengths in voxels (inclusive)
-BLUR_LENGTHS = (3, 7)
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    """What to augment and how strongly (all zero: no augmentation).
-
-    Attributes
-    ----------
-    p : float
-        Probability in [0, 1] that each enabled zoom, rotation, shear, gamma and contrast transform
-        is applied to a sample.
-    scale : float
-        Relative zoom range: 0.1 gives an isotropic zoom factor in [0.9, 1.1]; below 1.
-    rotation_deg : float
-        Rotation range in degrees, uniform in [-r, r]: in-plane (2D), about each array axis (3D).
-    shear_deg : float
-        Shear angle range in degrees, below 90 (2D: one shear; 3D: three, of the axis pairs 01, 02, 12).
-    gamma : float
-        Log-gamma range: gamma = exp(U(-g, g)) on intensities rescaled to [0, 1] and back.
-    contrast : float
-        Intensity scaling about the mean by a factor in [1 - c, 1 + c]; at most 1.
-    motion_blur : float
-        Probability in [0, 1] of a linear motion-blur kernel (random direction, length 3..7 voxels).
-    elastic : float
-        Probability in [0, 1] of an elastic deformation.
-    elastic_max_displacement : float
-        Maximum displacement of a control point along each deformed axis, in voxels.
-    elastic_control_points : int
-        Control points along each axis of the coarse grid (>= 5: the two outer rings are locked).
-    deformed_weight : float
-        ``sample_weight`` of an elastically deformed sample (1.0 otherwise).
-    """
-
-    p: float = 0.5
-    scale: float = 0.0
-    rotation_deg: float = 0.0
-    shear_deg: float = 0.0
-    gamma: float = 0.0
-    contrast: float = 0.0
-    motion_blur: float = 0.0
-    elastic: float = 0.0
-    elastic_max_displacement: float = 6.0
-    elastic_control_points: int = 7
-    deformed_weight: float = 1 / 3
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"augmentation setting {f.name} must be a finite number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"augmentation setting {f.name} must not be negative, got {value}")
-        for name in ("p", "motion_blur", "elastic"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"augmentation setting {name} is a probability in [0, 1], got {getattr(self, name)}")
-        if self.scale >= 1:
-            raise ValueError(f"augmentation setting scale must be below 1 (zoom factor 1 +- scale), got {self.scale}")
-        if self.shear_deg >= 90:
-            raise ValueError(f"augmentation setting shear_deg must be below 90, got {self.shear_deg}")
-        if self.contrast > 1:
-            raise ValueError(f"augmentation setting contrast must be at most 1, got {self.contrast}")
-        if int(self.elastic_control_points) != self.elastic_control_points or self.elastic_control_points < 5:
-            raise ValueError("augmentation setting elastic_control_points must be an integer >= 5, "
-                             f"got {self.elastic_control_points}")
-        object.__setattr__(self, "elastic_control_points", int(self.elastic_control_points))
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> "AugmentSettings":
-        """Settings from a mapping (e.g. a config section); missing keys keep their defaults.
-
-        Raises
-        ------
-        ValueError
-            For an unknown key (naming it and the allowed ones) or an invalid value.
-        """
-        allowed = [f.name for f in fields(cls)]
-        unknown = [key for key in values if key not in allowed]
-        if unknown:
-            raise ValueError(f"unknown augmentation setting {', '.join(map(repr, unknown))}; "
-                             f"allowed: {', '.join(allowed)}")
-        return cls(**dict(values))
-
-    @property
-    def affine(self) -> bool:
-        """Whether any affine component (zoom, rotation, shear) can be applied."""
-        return self.p > 0 and (self.scale > 0 or self.rotation_deg > 0 or self.shear_deg > 0)
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any transform can change a sample."""
-        intensity = self.p > 0 and (self.gamma > 0 or self.contrast > 0)
-        elastic = self.elastic > 0 and self.elastic_max_displacement > 0
-        return self.affine or intensity or elastic or self.motion_blur > 0
+from mskseg.nn.settings import BLUR_LENGTHS, AugmentSettings
 
 
 class Augmenter:
@@ -228,14 +131,11 @@ class Augmenter:
         return back("image").astype(np.float32), new_target, np.maximum(back("weight")[0], 0).astype(np.float32)
 
 
-def build_augmenter(settings: AugmentSettings | Mapping | None, dims: int) -> Augmenter | None:
-    """An :class:`Augmenter` for ``settings`` (a mapping goes through :meth:`AugmentSettings.from_dict`),
-    or None when no transform is enabled (or ``settings`` is None)."""
-    if settings is None:
+def build_augmenter(settings: AugmentSettings | None, dims: int) -> Augmenter | None:
+    """An :class:`Augmenter` for ``settings``, or None when no transform is enabled (or ``settings`` is None)."""
+    if settings is None or not settings.enabled:
         return None
-    if not isinstance(settings, AugmentSettings):
-        settings = AugmentSettings.from_dict(settings)
-    return Augmenter(settings, dims) if settings.enabled else None
+    return Augmenter(settings, dims)
 
 
 def _rotation(angles: np.ndarray) -> np.ndarray:

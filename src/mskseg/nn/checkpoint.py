@@ -1,4 +1,4 @@
-"""Training-state files that survive a kill at any moment.
+"""Training-state files that survive a kill at any moment, and the files of each finished epoch.
 
 :func:`save_state` writes with ``torch.save`` to a temporary file in the destination folder,
 flushes it to disk and renames it over the destination (:func:`os.replace`), so the destination
@@ -10,14 +10,18 @@ code runs - and turns every failure into a :class:`CheckpointError` naming the f
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mskseg.io.atomic import atomic_path
+from mskseg.nn.history import history_frame, plot_history, write_history
+from mskseg.nn.weights import save_weights
 
 #: the prefix :func:`mskseg.io.atomic.atomic_path` gives temporary files
 TEMPORARY_PREFIX = ".tmp-"
@@ -41,11 +45,10 @@ def save_state(state: dict[str, Any], path: str | os.PathLike) -> Path:
     file removed. Returns ``path``.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 
@@ -127,3 +130,22 @@ def previous_state(workdir: str | os.PathLike, fingerprint: str, logger: logging
         clear_outputs(workdir)
         return None
     return state
+
+
+def write_epoch(workdir: Path, model: nn.Module, state: dict, better: bool, writer: Any, *, plot: bool) -> None:
+    """Write the epoch's files, ``last.pt`` last (a kill before it repeats the epoch on resume)."""
+    if better:
+        save_weights(model, workdir / BEST)
+    save_weights(model, workdir / LAST)
+    frame = history_frame(state["history"])
+    write_history(frame, workdir / HISTORY)
+    if plot:
+        plot_history(frame, workdir / CURVE, title=f"{workdir.name}: best epoch {state['best_epoch']}",
+                     best_epoch=state["best_epoch"])
+    if writer is not None:
+        last = state["history"][-1]
+        for key, value in last.items():
+            if key != "epoch" and math.isfinite(value):
+                writer.add_scalar(key, value, global_step=int(last["epoch"]))
+        writer.flush()
+    save_state(state, workdir / STATE)

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import torch
 
+from mskseg.nn.settings import PRECISIONS
+
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -28,11 +28,10 @@ import json
 import logging
 import math
 import random
-import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,149 +44,27 @@ from torch.utils.data import DataLoader, Dataset
 
 from mskseg.nn.checkpoint import (
     BEST,
-    CURVE,
-    HISTORY,
     LAST,
     STATE,
     TENSORBOARD,
     CheckpointError,
     previous_state,
     remove_temporaries,
-    save_state,
+    write_epoch,
 )
-from mskseg.nn.device import PRECISIONS, autocast, describe, resolve_device, resolve_precision, use_channels_last
-from mskseg.nn.history import COLUMNS, history_frame, plot_history, write_history
-from mskseg.nn.weights import save_weights
+from mskseg.nn.device import autocast, describe, resolve_device, resolve_precision, use_channels_last
+from mskseg.nn.history import COLUMNS, history_frame
+from mskseg.nn.settings import MONITORS, TrainSettings
 
-__all__ = ["LossFn", "TrainResult", "TrainSettings", "ValidateFn", "train"]
+__all__ = ["LossFn", "TrainResult", "ValidateFn", "train"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ValidateFn = Callable[[nn.Module, torch.device, str], dict[str, float]]
 
-SCHEDULES = ("plateau", "cosine", "constant")
-#: monitored value -> whether higher is better
-MONITORS = {"val_dice": True, "val_loss": False, "train_loss": False}
-#: settings that do not change the trained weights (left out of the fingerprint)
-_UNFINGERPRINTED = ("progress", "tensorboard", "num_workers")
 _KEYS = ("image", "target", "weight", "sample_weight")
-#: numeric settings: name -> (whole number, bound, bound allowed, None allowed)
-_NUMERIC = {
-    "epochs": (True, 1, True, False), "steps_per_epoch": (True, 1, True, True), "batch_size": (True, 1, True, False),
-    "lr": (False, 0, False, False), "eps": (False, 0, False, False), "weight_decay": (False, 0, True, False),
-    "plateau_factor": (False, 0, False, False), "plateau_patience": (True, 1, True, False),
-    "min_lr": (False, 0, True, False), "early_stopping": (True, 1, True, True), "min_delta": (False, 0, True, False),
-    "seed": (True, -math.inf, True, False), "num_workers": (True, 0, True, False), "grad_clip": (False, 0, False, True),
-}
 _FORMAT_VERSION = 1
 #: curve.png is redrawn after an epoch when this many seconds passed since the last drawing (and at the end)
 PLOT_INTERVAL_S = 30.0
-
-
-def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
-    """``value`` as a number (numeric strings too: YAML reads ``1e-5`` as text); ValueError naming ``name``."""
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"training setting {name!r} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"training setting {name!r} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"training setting {name!r} must be finite, got {value!r}")
-    if integer:
-        if float(value) != int(value):
-            raise ValueError(f"training setting {name!r} must be a whole number, got {value!r}")
-        return int(value)
-    return float(value)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How :func:`train` trains; the defaults follow the hip paper (Adam 1e-5, lr x0.9 after 2 flat epochs).
-
-    ``epochs``: maximum epochs; ``steps_per_epoch``: batches per epoch (None: one pass over the
-    training set, the last incomplete batch dropped when there is more than one batch);
-    ``lr``/``betas``/``eps``/``weight_decay``: Adam; ``schedule``: ``plateau`` (multiply the lr by
-    ``plateau_factor`` once the monitored value has not improved for ``plateau_patience`` epochs
-    in a row - Keras' counting; torch's ReduceLROnPlateau gets ``patience - 1``),
-    ``cosine`` (cosine annealing to ``min_lr`` over ``epochs``) or ``constant``;
-    ``early_stopping``: stop once the monitored value has not improved (by more than
-    ``min_delta``) for this many epochs (None: never); ``monitor``: ``val_dice`` (higher is
-    better), ``val_loss`` or ``train_loss`` (lower is better); ``device``/``precision``/
-    ``channels_last``: see :mod:`mskseg.nn.device`; ``grad_clip``: max gradient 2-norm;
-    ``progress``: a progress bar (None: when stderr is a terminal); ``tensorboard``: also log
-    scalars for TensorBoard (needs the ``tensorboard`` package).
-    """
-
-    epochs: int = 40
-    steps_per_epoch: int | None = None
-    batch_size: int = 10
-    lr: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    schedule: str = "plateau"
-    plateau_factor: float = 0.9
-    plateau_patience: int = 2
-    min_lr: float = 0.0
-    early_stopping: int | None = 5
-    monitor: str = "val_dice"
-    min_delta: float = 0.0
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    channels_last: bool | str = "auto"
-    grad_clip: float | None = None
-    progress: bool | None = None
-    tensorboard: bool = False
-
-    def __post_init__(self) -> None:
-        for name, (integer, low, inclusive, optional) in _NUMERIC.items():
-            value = getattr(self, name)
-            if value is None and optional:
-                continue
-            value = _number(name, value, integer=integer)
-            if value < low or (value == low and not inclusive):
-                raise ValueError(f"training setting {name!r} must be {'>=' if inclusive else '>'} {low}"
-                                 f"{' or null' if optional else ''}, got {value}")
-            object.__setattr__(self, name, value)
-        if self.min_lr > self.lr:
-            raise ValueError(f"training setting 'min_lr' ({self.min_lr}) must not exceed 'lr' ({self.lr})")
-        if not 0 < self.plateau_factor < 1:
-            raise ValueError(f"training setting 'plateau_factor' must lie in (0, 1), got {self.plateau_factor}")
-        betas = self.betas
-        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2 or not all(
-                0 <= _number("betas", b) < 1 for b in betas):
-            raise ValueError(f"training setting 'betas' must be two numbers in [0, 1), got {betas!r}")
-        object.__setattr__(self, "betas", tuple(_number("betas", b) for b in betas))
-        for name, allowed in (("schedule", SCHEDULES), ("monitor", tuple(MONITORS)), ("precision", PRECISIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"training setting {name!r} must be one of {', '.join(allowed)}; "
-                                 f"got {getattr(self, name)!r}")
-        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ValueError(f"training setting 'device' must be auto, cpu, cuda or cuda:N; got {self.device!r}")
-        if not (isinstance(self.channels_last, bool) or self.channels_last == "auto"):
-            raise ValueError(f"training setting 'channels_last' must be true, false or 'auto'; "
-                             f"got {self.channels_last!r}")
-        if not (isinstance(self.progress, bool) or self.progress is None):
-            raise ValueError(f"training setting 'progress' must be true, false or null, got {self.progress!r}")
-        if not isinstance(self.tensorboard, bool):
-            raise ValueError(f"training setting 'tensorboard' must be true or false, got {self.tensorboard!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> TrainSettings:
-        """Settings from a mapping (e.g. a config section); unknown keys and bad values raise ValueError."""
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(key) for key in values if key not in allowed)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-        return cls(**dict(values))
-
-    def fingerprint(self) -> str:
-        """SHA-256 (hex) of the settings that change the weights: all but progress, tensorboard, num_workers."""
-        kept = {k: v for k, v in dataclasses.asdict(self).items() if k not in _UNFINGERPRINTED}
-        return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -218,7 +95,7 @@ def _derived_seed(seed: int, epoch: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _seed_worker(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
+def _seed_worker(worker_id: int) -> None:
     """Seed numpy and random in a DataLoader worker from its torch seed (base seed + worker id)."""
     seed = torch.initial_seed()
     np.random.seed(seed % 2**32)
@@ -304,7 +181,7 @@ def _improved(value: float, best: float, have_best: bool, higher: bool, delta: f
     return value > best + delta if higher else value < best - delta
 
 
-def _make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):  # noqa: ANN202
+def _make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
     if settings.schedule == "plateau":  # torch reduces when bad epochs exceed patience: pass patience - 1
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max" if MONITORS[settings.monitor] else "min", factor=settings.plateau_factor,
@@ -530,7 +407,7 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
                 better = run.run_epoch(train_set, loss_fn, validate)
                 state = run.state()
                 plot = state["finished"] or time.monotonic() - plotted >= PLOT_INTERVAL_S
-                _write_epoch(workdir, model, state, better, writer, plot=plot)
+                write_epoch(workdir, model, state, better, writer, plot=plot)
                 plotted = time.monotonic() if plot else plotted
                 log.info("%s", _epoch_line(settings, run.rows[-1], better))
         if run.stopped:
@@ -540,25 +417,6 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
         if writer is not None:
             writer.close()
     return _result(workdir, state, resumed_from=resumed_from)
-
-
-def _write_epoch(workdir: Path, model: nn.Module, state: dict, better: bool, writer: Any, *, plot: bool) -> None:
-    """Write the epoch's files, ``last.pt`` last (a kill before it repeats the epoch on resume)."""
-    if better:
-        save_weights(model, workdir / BEST)
-    save_weights(model, workdir / LAST)
-    frame = history_frame(state["history"])
-    write_history(frame, workdir / HISTORY)
-    if plot:
-        plot_history(frame, workdir / CURVE, title=f"{workdir.name}: best epoch {state['best_epoch']}",
-                     best_epoch=state["best_epoch"])
-    if writer is not None:
-        last = state["history"][-1]
-        for key, value in last.items():
-            if key != "epoch" and math.isfinite(value):
-                writer.add_scalar(key, value, global_step=int(last["epoch"]))
-        writer.flush()
-    save_state(state, workdir / STATE)
 
 
 def _epoch_line(settings: TrainSettings, row: Mapping[str, float], better: bool) -> str:

@@ -5,7 +5,7 @@
 * ``dice_ce`` - their sum;
 * ``bce`` - binary cross-entropy of each class's sigmoid against its one-hot target (Desai et al.);
 * ``weighted_ce`` - cross-entropy times a per-voxel weight map (the U-Net distance weight map of
-  the hip paper, :mod:`mskseg.weightmap`), averaged over voxels;
+  the hip paper, :mod:`mskseg.nn.weightmap`), averaged over voxels;
 * ``ce_distance`` - cross-entropy plus the weight-map term (the knee paper's 2D U-Net loss).
 
 Every loss accepts ``sample_weight`` ``(B,)`` multiplying each sample's contribution (the hip

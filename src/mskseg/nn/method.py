@@ -1,29 +1,42 @@
 """A trained segmentation method as config.yaml describes it (``kind: trained``).
 
-:class:`MethodSpec` reads one ``methods.<name>`` entry, fills the defaults and checks that its
-parts fit together (a 2.5D input needs ``unet25d``, ``volume`` needs ``unet3d``, a weight-map
-loss needs a weight map ...), naming the method and the field in every error. It imports no
-torch, so the workflow can use it while it builds the DAG.
+:meth:`MethodSpec.from_config` reads one ``methods.<name>`` entry once, when the workflow loads:
+it fills the defaults, parses every block into its typed settings (:mod:`mskseg.nn.settings`) and
+checks that the parts fit together (a 2.5D input needs ``unet25d``, ``volume`` needs ``unet3d``,
+a weight-map loss needs a weight map ...), naming the method and the field in every error. The
+library then uses the typed object only. It imports no torch, so the workflow can use it while it
+builds the DAG.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from mskseg.config import ConfigError
+from mskseg.errors import ConfigError
+from mskseg.nn.settings import (
+    AugmentSettings,
+    InferenceSettings,
+    InteractiveSettings,
+    MultiplanarSettings,
+    PatchSettings,
+    PretrainSettings,
+    TrainSettings,
+)
 
 #: view modes and the models each trains (one per plane for three_plane)
 PLANE_VIEWS = ("sagittal", "coronal", "axial")
 VIEW_MODES = (*PLANE_VIEWS, "three_plane", "multiplanar", "volume")
+#: the views a model is trained on (file names and the ``view`` wildcard)
+VIEW_NAMES = (*PLANE_VIEWS, "mpr", "3d")
 NETWORKS = ("unet2d", "unet25d", "unet3d", "segnet", "deeplabv3plus", "vgg16unet")
 LOSSES = ("ce", "wce", "dice", "dice_ce", "bce", "weighted_ce", "ce_distance")
 WEIGHT_MAP_LOSSES = ("weighted_ce", "ce_distance")
+KEYS = ("kind", "network", "view", "n_slices", "loss", "weight_map", "train", "augment", "multiplanar", "patch",
+        "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive")
 
-_MULTIPLANAR = {"n_views": 6, "dim": 256, "min_angle_deg": 30.0, "samples_per_epoch": 1000, "seed": 0}
-_PATCH = {"size": [64, 128, 128], "samples_per_case": 8, "foreground_fraction": 0.5, "overlap": 0.5}
-_INFERENCE = {"batch_size": 32, "device": "auto", "precision": "auto"}
+T = TypeVar("T")
 
 
 def views_of(view: str) -> list[str]:
@@ -49,10 +62,17 @@ def input_multiple(network: Mapping[str, Any]) -> int:
     return 32  # vgg16unet
 
 
+def _parse(where: str, parse: Callable[[Mapping], T], values: Mapping | None) -> T:
+    """A block parsed by ``parse``; its ValueError becomes a ConfigError naming ``where``."""
+    try:
+        return parse(dict(values or {}))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """One trained method. ``train``/``augment`` are plain dicts here, checked by
-    :meth:`mskseg.nn.engine.TrainSettings.from_dict` and :meth:`mskseg.nn.augment.AugmentSettings.from_dict`."""
+    """One trained method, every block typed."""
 
     name: str
     network: dict[str, Any]
@@ -60,25 +80,23 @@ class MethodSpec:
     n_slices: int = 1
     loss: str = "dice_ce"
     weight_map: str | None = None
-    train: dict[str, Any] = field(default_factory=dict)
-    augment: dict[str, Any] = field(default_factory=dict)
-    multiplanar: dict[str, Any] = field(default_factory=lambda: dict(_MULTIPLANAR))
-    patch: dict[str, Any] = field(default_factory=lambda: dict(_PATCH))
+    train: TrainSettings = field(default_factory=TrainSettings)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    multiplanar: MultiplanarSettings = field(default_factory=MultiplanarSettings)
+    patch: PatchSettings = field(default_factory=PatchSettings)
     fusion_step: float = 0.05
-    inference: dict[str, Any] = field(default_factory=lambda: dict(_INFERENCE))
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     threads: int = 2
     runtime_min: int = 120
-    pretrain: dict[str, Any] | None = None
-    interactive: dict[str, Any] | None = None
+    pretrain: PretrainSettings | None = None
+    interactive: InteractiveSettings | None = None
 
     @classmethod
     def from_config(cls, name: str, spec: Mapping[str, Any], weight_maps: Mapping[str, Any] | None = None
-                    ) -> "MethodSpec":
+                    ) -> MethodSpec:
         """Read ``methods.<name>`` (a ``kind: trained`` entry); ``weight_maps``: the dataset's named maps."""
         where = f"methods.{name}"
-        unknown = set(spec) - {"kind", "network", "view", "n_slices", "loss", "weight_map", "train", "augment",
-                               "multiplanar", "patch", "fusion", "inference", "threads", "runtime_min", "pretrain",
-                               "interactive"}
+        unknown = set(spec) - set(KEYS)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         network = dict(spec.get("network") or {"name": "unet2d"})
@@ -88,16 +106,7 @@ class MethodSpec:
         if view not in VIEW_MODES:
             raise ConfigError(f"{where}.view: {view!r} is not one of {', '.join(VIEW_MODES)}")
         n_slices = int(spec.get("n_slices", 1))
-        if n_slices < 1 or n_slices % 2 == 0:
-            raise ConfigError(f"{where}.n_slices: must be odd and >= 1, got {n_slices}")
-        if (network["name"] == "unet25d") != (n_slices > 1):
-            raise ConfigError(f"{where}: n_slices > 1 (2.5D) goes with network unet25d and unet25d needs n_slices > 1 "
-                              f"(got {network['name']} with n_slices {n_slices})")
-        if n_slices > 1 and view not in PLANE_VIEWS + ("three_plane",):
-            raise ConfigError(f"{where}: 2.5D input needs a plane view, not {view!r}")
-        if (network["name"] == "unet3d") != (view == "volume"):
-            raise ConfigError(f"{where}: view 'volume' goes with network unet3d and unet3d with view 'volume' "
-                              f"(got {network['name']} with view {view!r})")
+        _check_network_view(where, network["name"], view, n_slices)
         loss = spec.get("loss", "dice_ce")
         if loss not in LOSSES:
             raise ConfigError(f"{where}.loss: {loss!r} is not one of {', '.join(LOSSES)}")
@@ -107,33 +116,25 @@ class MethodSpec:
         if weight_map and weight_maps is not None and weight_map not in weight_maps:
             raise ConfigError(f"{where}.weight_map: {weight_map!r} is not among the dataset's weight_maps "
                               f"{sorted(weight_maps)}")
-        pretrain = spec.get("pretrain")
-        if pretrain is not None:
-            pretrain = {"loss": pretrain.get("loss", "ce"), "train": dict(pretrain.get("train") or {})}
-            if pretrain["loss"] in WEIGHT_MAP_LOSSES:
-                raise ConfigError(f"{where}.pretrain.loss: the poor labels have no weight map; use ce, dice ...")
-        interactive = spec.get("interactive")
-        if interactive is not None:
-            rounds = [int(n) for n in interactive.get("rounds") or []]
-            if not rounds or any(b <= a for a, b in zip(rounds, rounds[1:])) or rounds[0] < 1:
-                raise ConfigError(f"{where}.interactive.rounds: increasing positive subject counts, got {rounds}")
-            interactive = {"rounds": rounds, "collision_eps_mm": float(interactive.get("collision_eps_mm", 2.0))}
         fusion_step = float((spec.get("fusion") or {}).get("step", 0.05))
         if not 0 < fusion_step <= 1 or abs(1 / fusion_step - round(1 / fusion_step)) > 1e-9:
             raise ConfigError(f"{where}.fusion.step: 1/step must be a whole number, got {fusion_step}")
-        multiplanar = {**_MULTIPLANAR, **(spec.get("multiplanar") or {})}
-        if multiplanar["dim"] % input_multiple(network):
-            raise ConfigError(f"{where}.multiplanar.dim: {multiplanar['dim']} is not a multiple of "
-                              f"{input_multiple(network)} ({network['name']})")
-        patch = {**_PATCH, **(spec.get("patch") or {})}
-        if view == "volume" and any(s % input_multiple(network) for s in patch["size"]):
-            raise ConfigError(f"{where}.patch.size: {patch['size']} must be multiples of {input_multiple(network)}")
+        multiple = input_multiple(network)
+        multiplanar = _parse(f"{where}.multiplanar", MultiplanarSettings.from_dict, spec.get("multiplanar"))
+        if multiplanar.dim % multiple:
+            raise ConfigError(f"{where}.multiplanar.dim: {multiplanar.dim} is not a multiple of {multiple} "
+                              f"({network['name']})")
+        patch = _parse(f"{where}.patch", PatchSettings.from_dict, spec.get("patch"))
+        if view == "volume" and any(s % multiple for s in patch.size):
+            raise ConfigError(f"{where}.patch.size: {list(patch.size)} must be multiples of {multiple}")
         return cls(name=name, network=network, view=view, n_slices=n_slices, loss=loss, weight_map=weight_map,
-                   train=dict(spec.get("train") or {}), augment=dict(spec.get("augment") or {}),
+                   train=_parse(f"{where}.train", TrainSettings.from_dict, spec.get("train")),
+                   augment=_parse(f"{where}.augment", AugmentSettings.from_dict, spec.get("augment")),
                    multiplanar=multiplanar, patch=patch, fusion_step=fusion_step,
-                   inference={**_INFERENCE, **(spec.get("inference") or {})}, threads=int(spec.get("threads", 2)),
-                   runtime_min=int(spec.get("runtime_min", 120)),
-                   pretrain=pretrain, interactive=interactive)
+                   inference=_parse(f"{where}.inference", InferenceSettings.from_dict, spec.get("inference")),
+                   threads=int(spec.get("threads", 2)), runtime_min=int(spec.get("runtime_min", 120)),
+                   pretrain=_pretrain(where, spec.get("pretrain")),
+                   interactive=_interactive(where, spec.get("interactive")))
 
     @property
     def views(self) -> list[str]:
@@ -151,19 +152,50 @@ class MethodSpec:
             options["n_slices"] = self.n_slices
         return options
 
-    def pretraining(self) -> "MethodSpec":
+    def pretraining(self) -> MethodSpec:
         """The same method set up for pre-training on poor labels (its own loss and training settings)."""
         if self.pretrain is None:
             raise ValueError(f"method {self.name!r} has no pretrain block")
-        return replace(self, loss=self.pretrain["loss"], weight_map=None, train=self.pretrain["train"],
-                       pretrain=None, interactive=None)
+        return replace(self, loss=self.pretrain.loss, weight_map=None, train=self.pretrain.train, pretrain=None,
+                       interactive=None)
 
     def uses_weight_map(self) -> bool:
         return self.loss in WEIGHT_MAP_LOSSES
 
 
-def interactive_split(rounds: list[int], n_train: int) -> list[int]:
+def _check_network_view(where: str, network: str, view: str, n_slices: int) -> None:
+    if n_slices < 1 or n_slices % 2 == 0:
+        raise ConfigError(f"{where}.n_slices: must be odd and >= 1, got {n_slices}")
+    if (network == "unet25d") != (n_slices > 1):
+        raise ConfigError(f"{where}: n_slices > 1 (2.5D) goes with network unet25d and unet25d needs n_slices > 1 "
+                          f"(got {network} with n_slices {n_slices})")
+    if n_slices > 1 and view not in (*PLANE_VIEWS, "three_plane"):
+        raise ConfigError(f"{where}: 2.5D input needs a plane view, not {view!r}")
+    if (network == "unet3d") != (view == "volume"):
+        raise ConfigError(f"{where}: view 'volume' goes with network unet3d and unet3d with view 'volume' "
+                          f"(got {network} with view {view!r})")
+
+
+def _pretrain(where: str, block: Mapping[str, Any] | None) -> PretrainSettings | None:
+    if block is None:
+        return None
+    loss = block.get("loss", "ce")
+    if loss not in LOSSES:
+        raise ConfigError(f"{where}.pretrain.loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    if loss in WEIGHT_MAP_LOSSES:
+        raise ConfigError(f"{where}.pretrain.loss: the poor labels have no weight map; use ce, dice ...")
+    return PretrainSettings(loss=loss, train=_parse(f"{where}.pretrain.train", TrainSettings.from_dict,
+                                                    block.get("train")))
+
+
+def _interactive(where: str, block: Mapping[str, Any] | None) -> InteractiveSettings | None:
+    if block is None:
+        return None
+    return _parse(f"{where}.interactive", lambda b: InteractiveSettings(
+        rounds=tuple(b.get("rounds") or ()), collision_eps_mm=b.get("collision_eps_mm", 2.0)), block)
+
+
+def interactive_split(rounds: tuple[int, ...] | list[int], n_train: int) -> list[int]:
     """The rounds' cumulative subject counts, capped at the training set (a warning case, not an error)."""
     capped = [min(n, n_train) for n in rounds]
     return [n for i, n in enumerate(capped) if i == 0 or n > capped[i - 1]]
-

@@ -23,8 +23,11 @@ from mskseg.metrics.evaluate import EvaluationSettings, evaluate_arrays
 from mskseg.nn import device as dev
 from mskseg.nn.data import Case
 from mskseg.nn.engine import TrainResult
+from mskseg.nn.fit import train_view
 from mskseg.nn.method import MethodSpec, interactive_split
-from mskseg.nn.recipe import ModelInfo, predict_view, train_view
+from mskseg.nn.model_info import ModelInfo
+from mskseg.nn.predict import predict_view
+from mskseg.nn.weights import load_weights
 
 ROUND_COLUMNS = ("round", "n_train", "train_subjects", "predicted", "collisions", "collisions_per_subject",
                  "dice", "best_epoch", "epochs_run")
@@ -61,11 +64,11 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
     logger = logger or logging.getLogger(__name__)
     if spec.interactive is None:
         raise ValueError(f"method {spec.name!r} has no interactive block")
-    counts = interactive_split(spec.interactive["rounds"], len(train_cases))
-    if counts != spec.interactive["rounds"]:
-        logger.warning("rounds %s capped to the %d training subjects: %s", spec.interactive["rounds"],
+    counts = interactive_split(spec.interactive.rounds, len(train_cases))
+    if counts != list(spec.interactive.rounds):
+        logger.warning("rounds %s capped to the %d training subjects: %s", list(spec.interactive.rounds),
                        len(train_cases), counts)
-    eps = float(spec.interactive["collision_eps_mm"])
+    eps = spec.interactive.collision_eps_mm
     rows = []
     start = init_weights
     result = info = None
@@ -78,16 +81,14 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
         n_coll, dices = [], []
         if unseen:
             model = info.build()
-            from mskseg.nn.weights import load_weights
-
             load_weights(model, result.best_weights)
-            device = dev.resolve_device(spec.inference["device"])
+            device = dev.resolve_device(spec.inference.device)
             model.to(device).eval()
             for case in unseen:
                 probs = predict_view(model, info, case, device=device,
-                                     precision=dev.resolve_precision(device, spec.inference["precision"]),
+                                     precision=dev.resolve_precision(device, spec.inference.precision),
                                      channels_last=dev.use_channels_last(device),
-                                     batch_size=int(spec.inference["batch_size"]))
+                                     batch_size=spec.inference.batch_size)
                 pred = probs.argmax(axis=0)
                 labels = np.asarray(label_values)[np.maximum(pred - 1, 0)] * (pred > 0)
                 n_coll.append(collisions(labels.astype(np.int32), case.spacing, label_map, eps))

@@ -19,7 +19,7 @@ def margin_voxels(spacing: Sequence[float], margin_mm: float) -> tuple[int, int,
     Rounded up so that the margin is at least ``margin_mm`` along every axis (a 1e-9
     tolerance keeps an exact multiple, e.g. 10 mm at 0.5 mm, at 20 voxels).
     """
-    return tuple(int(math.ceil(margin_mm / s - 1e-9)) for s in spacing)  # type: ignore[return-value]
+    return tuple(math.ceil(margin_mm / s - 1e-9) for s in spacing)  # type: ignore[return-value]
 
 
 def bounding_box(mask: Volume, labels: Sequence[int], margin_mm: float) -> Box:
@@ -78,7 +78,7 @@ def validate_box(box: Sequence[Sequence[int]], shape: Sequence[int]) -> Box:
         raise ValueError(f"a crop box is three (start, stop) pairs, got {box!r}") from None
     if len(pairs) != 3:
         raise ValueError(f"a crop box is three (start, stop) pairs, got {box!r}")
-    for axis, ((start, stop), size) in enumerate(zip(pairs, shape)):
+    for axis, ((start, stop), size) in enumerate(zip(pairs, shape, strict=True)):
         if not 0 <= start < stop <= size:
             raise ValueError(f"crop box axis {axis}: [{start}, {stop}) is empty or outside "
                              f"[0, {size})")

@@ -87,7 +87,7 @@ class PreprocessSettings:
         set_("crop_margin_mm", margin)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PreprocessSettings":
+    def from_dict(cls, d: Mapping[str, Any]) -> PreprocessSettings:
         """Settings from a mapping (e.g. a YAML config section); missing keys take defaults.
 
         Lists are accepted for tuples. Unknown keys raise a ValueError naming them.

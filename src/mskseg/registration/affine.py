@@ -123,7 +123,7 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, settings: AffineSetti
     stop = "no iterations"
     if settings.iterations > 0:
         reg.Execute(fixed, moving)
-        iterations = iterations[1:] + [reg.GetOptimizerIteration()]  # an event fires before each level
+        iterations = [*iterations[1:], reg.GetOptimizerIteration()]  # an event fires before each level
         stop = reg.GetOptimizerStopConditionDescription()
     affine = to_affine(tx)
     metric = _mean_squares(fixed, moving, affine)

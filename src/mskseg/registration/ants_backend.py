@@ -53,7 +53,8 @@ _THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 _METRIC_PARAM = {"cc": 4}
 _GEOMETRY_TOL_MM = 1e-3
 #: ITK threads of ANTs in this process: ITK reads the environment variable once
-_process_threads: int | None = None
+#: the thread count ANTs' first call in this process fixed (ITK reads the variable once): {"threads": n}
+_PROCESS: dict[str, int | None] = {"threads": None}
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,8 @@ def _build_args(fixed: ants.ANTsImage, moving: ants.ANTsImage, settings: AntsSet
     if deformable is not None:
         args += _stage(deformable, f"{settings.grad_step:g},{settings.flow_sigma:g},{settings.total_sigma:g}",
                        metric + "]", settings.iterations, *levels, "1e-7,8")
-    return args + ["--use-histogram-matching", "0", "--collapse-output-transforms", "1", "--output", prefix,
-                   "--random-seed", str(int(settings.seed)), "--float", "1", "--write-composite-transform", "0"]
+    return [*args, "--use-histogram-matching", "0", "--collapse-output-transforms", "1", "--output", prefix,
+            "--random-seed", str(int(settings.seed)), "--float", "1", "--write-composite-transform", "0"]
 
 
 def _read_field(path: str | None, fixed: sitk.Image) -> tuple[sitk.Image, bool]:
@@ -242,7 +243,6 @@ def register_ants(fixed: sitk.Image, moving: sitk.Image, settings: AntsSettings,
     included in the returned ``affine``. Without it, types with a linear stage start from
     ANTs' centre-of-mass alignment, deformable-only types from the identity.
     """
-    global _process_threads
     for name, image in (("fixed", fixed), ("moving", moving)):
         if image.GetDimension() != 3:
             raise ValueError(f"{name} image must be 3D")
@@ -250,11 +250,11 @@ def register_ants(fixed: sitk.Image, moving: sitk.Image, settings: AntsSettings,
     levels = settings.levels(fixed)
     start = time.perf_counter()
     old_threads = os.environ.get(_THREADS_ENV)
-    if _process_threads is None:
+    if _PROCESS["threads"] is None:
         os.environ[_THREADS_ENV] = str(settings.threads)
     try:
         fixed_ants, moving_ants = sitk_to_ants(fixed), sitk_to_ants(moving)
-        _process_threads = _process_threads or int(os.environ[_THREADS_ENV])
+        _PROCESS["threads"] = _PROCESS["threads"] or int(os.environ[_THREADS_ENV])
         with tempfile.TemporaryDirectory(prefix="mskseg_ants_") as tmp:
             prefix = os.path.join(tmp, "reg_")
             if initial is not None:
@@ -287,7 +287,7 @@ def register_ants(fixed: sitk.Image, moving: sitk.Image, settings: AntsSettings,
         "settings": asdict(settings),
         "shrink_factors": levels[0] if deformable else [],
         "smoothing_sigmas": levels[1] if deformable else [],
-        "threads": _process_threads,
+        "threads": _PROCESS["threads"],
         "initial": initial is not None,
         "ants_stages": list(linear) + ([deformable] if deformable else []),
         "field_resampled": resampled,

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from mskseg.io.volumes import from_sitk, read_volume
 from mskseg.registration.affine import AffineSettings, register_affine
 from mskseg.registration.fields import warp_image
-from mskseg.registration.masks import dice, working_image
+from mskseg.registration.masks import crop_to_structure, dice, structure_mask, working_image
+from mskseg.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -131,3 +133,43 @@ def chosen_instance(table: pd.DataFrame) -> Instance:
         raise ValueError(f"reference table must have exactly one selected row, found {len(rows)}")
     row = rows.iloc[0]
     return Instance(str(row["subject"]), str(row["structure"]), str(row["mirrored"]).lower() == "true")
+
+
+@dataclass(frozen=True)
+class ReferenceChoice:
+    """The scored instances, the chosen one, its mask cropped with background around it, and its
+    inside-fraction image on the working grid (what every registration of the model aligns to)."""
+
+    scores: pd.DataFrame
+    instance: Instance
+    mask: Volume
+    working: Volume
+
+
+def choose_reference(masks: Mapping[str, object], members: Sequence[tuple[str, bool]], labels: Mapping[str, int], *,
+                     selection_spacing_mm: float, working_spacing_mm: float, margin_mm: float,
+                     forced: str | None = None, read: Callable[[object], Volume] = read_volume) -> ReferenceChoice:
+    """Score every member structure of every subject as the reference of a shape model and prepare the chosen one.
+
+    ``masks``: subject -> its label mask (a path, read with ``read`` one subject at a time, so memory holds
+    one mask); ``members``: the model's ``(structure, mirrored)``; ``forced``: a ``subject:structure`` key
+    that wins regardless of score. The written mask keeps at least two voxels of background around the
+    structure, so that only a real cut by the field of view touches its border (landmarks are not sampled
+    on such cuts).
+    """
+    cache: dict[str, Volume] = {}
+
+    def load(inst: Instance) -> Volume:
+        if inst.subject not in cache:
+            cache.clear()
+            cache[inst.subject] = read(masks[inst.subject])
+        return structure_mask(cache[inst.subject], labels[inst.structure], mirror=inst.mirrored,
+                              name=f"{inst.structure} of {masks[inst.subject]}")
+
+    instances = [Instance(s, str(st), bool(m)) for s in masks for st, m in members]
+    scores = select_reference(instances, load, spacing_mm=selection_spacing_mm, margin_mm=margin_mm, forced=forced)
+    chosen = chosen_instance(scores)
+    binary = load(chosen)
+    cropped = crop_to_structure(binary, max(margin_mm, 2 * max(binary.spacing)), pad=False)
+    working = from_sitk(working_image(binary, working_spacing_mm, margin_mm))
+    return ReferenceChoice(scores=scores, instance=chosen, mask=cropped, working=working)

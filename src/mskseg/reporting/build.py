@@ -26,6 +26,21 @@ class TableFiles:
     latex: str
     csv: pd.DataFrame
     stats: pd.DataFrame
+    rows: pd.DataFrame
+    structures: list[str]
+
+
+def metric_rows(frame: pd.DataFrame, metric: str, structures: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The rows a metric's table and box plot show, and their structures in table order.
+
+    Every metric has a value per subject and structure, except the mean IoU, which is one value per
+    subject (the ``all`` row).
+    """
+    rows = frame[frame["structure"].isin(structures)]
+    if metric == "mean_iou":
+        rows = rows[rows["structure"] == "all"]
+    present = set(rows["structure"])
+    return rows, [s for s in structures if s in present]
 
 
 def metric_tables(frame: pd.DataFrame, metrics: Sequence[str], settings: Mapping, dataset: str
@@ -35,17 +50,14 @@ def metric_tables(frame: pd.DataFrame, metrics: Sequence[str], settings: Mapping
     structures = [s for s in settings["structures"] if s in set(frame["structure"])]
     out: dict[str, TableFiles] = {}
     for metric in metrics:
-        sub = frame[frame["structure"].isin(structures)]
-        if metric == "mean_iou":
-            sub = sub[sub["structure"] == "all"]
+        sub, shown = metric_rows(frame, metric, structures)
         comparisons = compare_methods(sub, metric, methods=methods, p_adjust=settings["p_adjust"],
                                       alpha=settings["alpha"])
-        table = metric_table(sub, metric, methods=methods,
-                             structures=[s for s in structures if s in set(sub["structure"])],
-                             style=settings["style"], decimals=settings["decimals"],
-                             comparisons=comparisons if len(methods) > 1 else None)
+        table = metric_table(sub, metric, methods=methods, structures=shown, style=settings["style"],
+                             decimals=settings["decimals"], comparisons=comparisons if len(methods) > 1 else None)
         caption = f"{dataset}: {METRIC_NAMES.get(metric, metric)}, " + (
             "mean ± SD" if settings["style"] == "mean_sd" else "median [IQR]") + " over test subjects"
         out[metric] = TableFiles(markdown=to_markdown(table, caption), latex=to_latex(table, caption,
-                                 f"tab:{dataset}-{metric}"), csv=to_csv_frame(table), stats=comparisons)
+                                 f"tab:{dataset}-{metric}"), csv=to_csv_frame(table), stats=comparisons, rows=sub,
+                                 structures=shown)
     return out

@@ -97,7 +97,7 @@ def box_plot(frame: pd.DataFrame, metric: str, stem: str | os.PathLike[str], *,
     structures = _order(frame["structure"], structures)
     rng = np.random.default_rng(0)
     fig, axes = _panels(len(structures), title)
-    for ax, structure in zip(axes, structures, strict=False):
+    for ax, structure in zip(axes, structures, strict=True):
         sub = frame[frame["structure"] == structure]
         for i, method in enumerate(methods):
             values = sub.loc[sub["method"] == method, metric].to_numpy(dtype=float)
@@ -137,7 +137,7 @@ def fov_plot(curve: pd.DataFrame, stem: str | os.PathLike[str], *, title: str = 
     methods = list(pd.unique(curve["method"]))
     structures = list(pd.unique(curve["structure"]))
     fig, axes = _panels(len(structures), title)
-    for ax, structure in zip(axes, structures, strict=False):
+    for ax, structure in zip(axes, structures, strict=True):
         for i, method in enumerate(methods):
             sub = curve[(curve["structure"] == structure) & (curve["method"] == method)].sort_values("bin_centre")
             if sub.empty:

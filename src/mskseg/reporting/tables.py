@@ -90,8 +90,8 @@ def summarise(frame: pd.DataFrame, metric: str, *, by: Sequence[str] = ("method"
     values = frame[metric].to_numpy(dtype=float)
     order = {c: {v: i for i, v in enumerate(pd.unique(frame[c]))} for c in by}
     rows = []
-    for key, idx in frame.groupby(by, sort=False).indices.items():
-        key = key if isinstance(key, tuple) else (key,)
+    for group, idx in frame.groupby(by, sort=False).indices.items():
+        key = group if isinstance(group, tuple) else (group,)
         rows.append({**dict(zip(by, key, strict=True)), **_stats(values[idx])})
     rows.sort(key=lambda r: tuple(order[c][r[c]] for c in by))
     out = pd.DataFrame(rows, columns=[*by, *SUMMARY_COLUMNS])

@@ -104,7 +104,7 @@ def _prepare(subjects: pd.DataFrame, stratify: str | None = None) -> pd.DataFram
 
     if "patient" in subjects.columns:
         patients = subjects["patient"].to_numpy()
-        no_patient = [s for s, p in zip(out["subject"], patients) if _is_missing(p)]
+        no_patient = [s for s, p in zip(out["subject"], patients, strict=True) if _is_missing(p)]
         if no_patient:
             raise SplitError(f"no patient given for subject(s) {_listing(sorted(no_patient))}")
         out["patient"] = pd.Series(patients).astype(str).str.strip().to_numpy()
@@ -205,7 +205,7 @@ def check_splits(splits: pd.DataFrame) -> None:
     if len(straddling):
         split, patient = straddling.index[0]
         rows = splits[(splits["split"] == split) & (splits["patient"] == patient)]
-        detail = ", ".join(f"{s}: {r}" for s, r in zip(rows["subject"], rows["role"]))
+        detail = ", ".join(f"{s}: {r}" for s, r in zip(rows["subject"], rows["role"], strict=True))
         raise SplitError(
             f"patient {patient!r} straddles roles in split {split} ({detail}); "
             "all scans of a patient must share a role"

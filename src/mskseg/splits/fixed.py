@@ -77,7 +77,7 @@ def read_fixed(
     path = Path(path)
     where = f"split file {str(path)!r}"
     table = _prepare(subjects)
-    patient_of = dict(zip(table["subject"], table["patient"]))
+    patient_of = dict(zip(table["subject"], table["patient"], strict=True))
     excluded = {str(s).strip() for s in excluded}
 
     raw = _read_table(path)

@@ -61,10 +61,7 @@ def assign_folds(
             f"({len(table)} subjects)"
         )
     scans = table.groupby("patient", sort=True).size()
-    if stratify is None:
-        strata = {p: None for p in scans.index}
-    else:
-        strata = _patient_strata(table)
+    strata = dict.fromkeys(scans.index) if stratify is None else _patient_strata(table)
     by_stratum: dict[Hashable, list[str]] = {}
     for patient in scans.index:  # sorted patient ids
         by_stratum.setdefault(strata[patient], []).append(patient)
@@ -143,7 +140,7 @@ def kfold(
     rows: list[tuple[int, str, str, str]] = []
     for split in range(k):
         val_folds = {(split + 1 + j) % k for j in range(n_val_folds)}
-        for subject, patient in zip(table["subject"], table["patient"]):
+        for subject, patient in zip(table["subject"], table["patient"], strict=True):
             fold = folds[patient]
             role = "test" if fold == split else "val" if fold in val_folds else "train"
             rows.append((split, subject, patient, role))
@@ -196,7 +193,7 @@ def leave_one_out(subjects: pd.DataFrame, *, n_val: int = 1, seed: int = 0) -> p
     for split, test_patient in enumerate(patients):
         start = position[test_patient]
         val = {permuted[(start + 1 + j) % n] for j in range(n_val)}
-        for subject, patient in zip(table["subject"], table["patient"]):
+        for subject, patient in zip(table["subject"], table["patient"], strict=True):
             role = "test" if patient == test_patient else "val" if patient in val else "train"
             rows.append((split, subject, patient, role))
     return _finish(rows)

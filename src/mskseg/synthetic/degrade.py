@@ -20,7 +20,7 @@ N_WAVES = 6
 
 def _crop_points(vol: Volume, sl: tuple[slice, slice, slice]) -> np.ndarray:
     """World coordinates (mm), ``(3, M)`` ``float32``, of the voxels of a crop (C order)."""
-    idx = [np.arange(s.start, s.stop, dtype=float) * sp for s, sp in zip(sl, vol.spacing)]
+    idx = [np.arange(s.start, s.stop, dtype=float) * sp for s, sp in zip(sl, vol.spacing, strict=True)]
     d = vol.direction
     out = []
     for w in range(3):
@@ -45,7 +45,7 @@ def _waves(rng: np.random.Generator, amplitude_mm: float) -> dict:
 def _noise(points: np.ndarray, waves: dict) -> np.ndarray:
     """Smooth noise (mm) at world points ``(3, M)``."""
     acc = np.zeros(points.shape[1], dtype=np.float32)
-    for d, lam, ph in zip(waves["directions"], waves["wavelengths_mm"], waves["phases"]):
+    for d, lam, ph in zip(waves["directions"], waves["wavelengths_mm"], waves["phases"], strict=True):
         arg = (points[0] * float(d[0]) + points[1] * float(d[1]) + points[2] * float(d[2])) * float(2 * np.pi / lam)
         acc += np.sin(arg + float(ph))
     return acc * np.float32(waves["amplitude_mm"] * np.sqrt(2.0 / N_WAVES))
@@ -100,7 +100,7 @@ def degrade_labels(
     objects = ndimage.find_objects(lab)
     for v in values:
         box = objects[v - 1]
-        sl = tuple(slice(max(b.start - p, 0), min(b.stop + p, s)) for b, p, s in zip(box, pad, lab.shape))
+        sl = tuple(slice(max(b.start - p, 0), min(b.stop + p, s)) for b, p, s in zip(box, pad, lab.shape, strict=True))
         crop = lab[sl]
         dist = ndimage.distance_transform_edt(crop != v, sampling=spacing).astype(np.float32)
         bg = crop == 0
@@ -120,7 +120,8 @@ def degrade_labels(
     out[bridge] = l1[bridge]
     other = tuple(a for a in range(3) if a != drop_axis)
     occupied = np.flatnonzero(np.any(lab > 0, axis=other))
-    dropped = sorted(int(k) for k in rng.choice(occupied, size=min(n, occupied.size), replace=False)) if occupied.size else []
+    dropped = (sorted(int(k) for k in rng.choice(occupied, size=min(n, occupied.size), replace=False))
+               if occupied.size else [])
     index = [slice(None)] * 3
     for k in dropped:
         index[drop_axis] = k

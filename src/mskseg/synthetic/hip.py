@@ -14,6 +14,7 @@ head), the ilium by ``si_gap - S`` (``S`` the sacrum SDF), and each hip bone sto
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -234,16 +235,22 @@ class HipModel:
         FH[1] = np.maximum(FH[1], self.si_gap - S)
         return FH
 
+    def _stacked_side_fields(self, side: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_side_fields` of points stacked with their sacrum SDF (rows x, y, z, sacrum)."""
+        return self._side_fields(side, x[:3], x[3])
+
     def fields(self, p: np.ndarray, cull: bool = True) -> dict[str, np.ndarray]:
         """SDFs (mm) of every labelled structure at world points ``(3, N)``."""
-        sac = lambda x: self.sacrum_sdf(self.pose.to_local(x))
+        def sac(x: np.ndarray) -> np.ndarray:
+            return self.sacrum_sdf(self.pose.to_local(x))
+
         S = render.eval_in_box(sac, p, self.boxes["sacrum"], 1)[0] if cull else sac(p)
         out: dict[str, np.ndarray] = {"sacrum": S}
         for side in _SIDES:
             if cull:
                 both = np.concatenate([p, S[None]])
-                fn = lambda x, side=side: self._side_fields(side, x[:3], x[3])
-                F, H = render.eval_in_box(fn, both, self.boxes[side], 2)
+                F, H = render.eval_in_box(functools.partial(self._stacked_side_fields, side), both,
+                                          self.boxes[side], 2)
             else:
                 F, H = self._side_fields(side, p, S)
             out["femur_" + side], out["hip_" + side] = F, H

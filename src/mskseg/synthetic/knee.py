@@ -252,7 +252,7 @@ class KneeModel:
         paint.paint(leg + self.fat_thickness, v["muscle"])
         paint.paint(self.popliteal_fat(q), v["fat"])
         paint.paint(self.hoffa_fat(q), v["fat"])
-        pat = render.eval_in_box(lambda x: self._patella_fields(x), p, self.patella_box, 3)
+        pat = render.eval_in_box(self._patella_fields, p, self.patella_box, 3)
         fluid = np.minimum(np.maximum(F_out, T_out) - 2.0, np.maximum(F_out, pat[0]) - 2.5)
         paint.paint(np.minimum(fluid, pat[2]), v["fluid"])
         paint.paint(pat[0], v["cartilage"])

@@ -19,6 +19,7 @@ subject's parameters and independent of any grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -206,7 +207,7 @@ def template(kind: str, n: int) -> dict[str, tuple[tuple[str, ...], np.ndarray, 
             us.append(u)
         u_all = np.concatenate(us)
         x0, nrm = _anchors(model, structure, tuple(names), u_all)
-        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]
+        fn = functools.partial(model.structure_sdf, structure)  # type: ignore[attr-defined]
         orient = np.where(np.sum(gradient(fn, x0) * nrm, axis=0) >= 0, 1.0, -1.0)
         xp, ok = ray_to_surface(fn, x0, orient[None] * nrm, max_dist=EXPOSED_MM, n_bisect=30)
         ok &= is_stable(fn, xp)
@@ -217,7 +218,7 @@ def template(kind: str, n: int) -> dict[str, tuple[tuple[str, ...], np.ndarray, 
         for check in checks:
             for st in partners:
                 c0, cn = _anchors(check, st, tuple(names[i] for i in idx), u_all[idx])
-                cfn = lambda p, s=st, m=check: m.structure_sdf(s, p)  # type: ignore[attr-defined]
+                cfn = functools.partial(check.structure_sdf, st)  # type: ignore[attr-defined]
                 _, found = ray_to_surface(cfn, c0, orient[idx][None] * cn, max_dist=ROBUST_MM, n_bisect=0)
                 idx = idx[found]
         sel = idx[farthest_point_order(xp[:, idx], n)]
@@ -243,7 +244,7 @@ def compute_landmarks(kind: str, model: object, n: int) -> pd.DataFrame:
                              "z": pd.Series(dtype=float)})
     for structure, (names, u, orient) in template(kind, n).items():
         x0, nrm = _anchors(model, structure, names, u)
-        fn = lambda p, s=structure: model.structure_sdf(s, p)  # type: ignore[attr-defined]
+        fn = functools.partial(model.structure_sdf, structure)  # type: ignore[attr-defined]
         xp, found = ray_to_surface(fn, x0, orient[None] * nrm, max_dist=RAY_MM)
         if not found.all():
             xp[:, ~found] = project_to_surface(fn, x0[:, ~found])

@@ -143,7 +143,7 @@ def legendre_bias(points: np.ndarray, coeffs: list[float], half_size_mm: float) 
     x, y, z = (points[a] * (1.0 / half_size_mm) for a in range(3))
     terms = (x, y, z, x * x - 1 / 3, y * y - 1 / 3, z * z - 1 / 3, x * y, y * z, z * x)
     acc = np.zeros(points.shape[1], dtype=points.dtype)
-    for c, t in zip(coeffs, terms):
+    for c, t in zip(coeffs, terms, strict=True):
         acc += float(c) * t
     return np.exp(acc)
 

@@ -61,10 +61,8 @@ class SegNet(nn.Module):
         self.decoder = nn.ModuleList()  # deepest first
         for i in reversed(range(depth)):
             w, n = widths[i], convs[i]
-            if i > 0:
-                pairs = [(w, w)] * (n - 1) + [(w, widths[i - 1])]
-            else:  # the first stage's last convolution is the classifier (self.head)
-                pairs = [(w, w)] * (n - 1)
+            # the first stage's last convolution is the classifier (self.head)
+            pairs = [(w, w)] * (n - 1) + ([(w, widths[i - 1])] if i > 0 else [])
             self.decoder.append(_stage(pairs, batch_norm))
         self.head = nn.Conv2d(widths[0], n_classes, kernel_size=3, padding=1)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2, return_indices=True)

@@ -156,7 +156,7 @@ def load_vgg16_encoder(model: VGG16UNet, source: str | os.PathLike | Mapping[str
     if len(convs) != len(targets):
         problems.append(f"expected {len(targets)} convolutions, found {len(convs)}")
     plan = []
-    for k, (src, layer) in enumerate(zip(convs, targets)):
+    for k, (src, layer) in enumerate(zip(convs, targets, strict=False)):  # counts may differ: reported above
         weight = src["weight"]
         want = tuple(layer[0].weight.shape)
         if (k == 0 and adapt_input_channels and weight.shape[1] != want[1] and weight.shape[0] == want[0]
@@ -176,12 +176,13 @@ def load_vgg16_encoder(model: VGG16UNet, source: str | os.PathLike | Mapping[str
     if problems:
         raise ValueError("VGG16 weights do not fit the encoder: " + "; ".join(problems))
     with torch.no_grad():
-        for layer, weight, bias, norm in plan:
+        for layer, conv_weight, conv_bias, norm in plan:
             conv_, bn = layer[0], (layer[1] if isinstance(layer[1], nn.BatchNorm2d) else None)
+            weight, bias = conv_weight, conv_bias
             if norm is not None and bn is None:  # fold: gamma * (w x + b - mean) / sqrt(var + eps) + beta
                 scale = norm["weight"] / torch.sqrt(norm["running_var"] + 1e-5)
-                weight = weight * scale.view(-1, 1, 1, 1)
-                bias = (bias - norm["running_mean"]) * scale + norm["bias"]
+                weight = conv_weight * scale.view(-1, 1, 1, 1)
+                bias = (conv_bias - norm["running_mean"]) * scale + norm["bias"]
             conv_.weight.copy_(weight)
             conv_.bias.copy_(bias)
             if norm is not None and bn is not None:

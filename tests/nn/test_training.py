@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from mskseg.io.volumes import read_volume, write_volume
+from mskseg.nn.fit import dice_and_nll, train_view
 from mskseg.nn.method import MethodSpec
-from mskseg.nn.recipe import ModelInfo, dice_and_nll, load_trained, predict_case, predict_view, train_view
-from mskseg.nn.runs import input_fingerprint, load_cases, run_training
+from mskseg.nn.model_info import ModelInfo, load_trained
+from mskseg.nn.predict import predict_case, predict_view
+from mskseg.nn.settings import InferenceSettings
+from mskseg.nn.training import input_fingerprint, load_cases, run_training
+from mskseg.nn.weightmap import WeightMapSettings, weight_map_volume
 from mskseg.volume import Volume
-from mskseg.weightmap import WeightMapSettings, weight_map_volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow_scripts"))
 
@@ -129,7 +132,7 @@ def test_model_info_round_trip_and_bad_file(tmp_path) -> None:
     info = ModelInfo("m", "sagittal", {"name": "unet2d", "base": 4, "depth": 2}, 3, [1, 2], slice_size=[16, 16])
     assert ModelInfo.read(_write_info(info, tmp_path)) == info
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad.json"):
         ModelInfo.read(tmp_path / "bad.json")
 
 
@@ -147,7 +150,7 @@ def test_pretraining_then_interactive_rounds_log_collisions(files, tmp_path) -> 
                   interactive={"rounds": [1, 2], "collision_eps_mm": 2.0})
     pre, _ = train_view(spec.pretraining(), "sagittal", cases(files, [0, 1, 2], poor=True), [],
                         list(LABELS.values()), tmp_path / "pre")
-    result, info, rounds = run_training(spec, "sagittal", cases(files, [0, 1], weight=True),
+    result, _info, rounds = run_training(spec, "sagittal", cases(files, [0, 1], weight=True),
                                         cases(files, [2], weight=True), LABELS, tmp_path / "fine",
                                         init_weights=pre.best_weights)
     assert list(rounds["round"]) == [1, 2] and list(rounds["n_train"]) == [1, 2]
@@ -170,9 +173,13 @@ def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
     import predict_subject
     import train_model
 
+    from mskseg.workflow.segmentation import method_from_params
+
     entry = {"kind": "trained", "view": "three_plane", "network": {"name": "unet2d", "base": 4, "depth": 2},
              "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 2}}
     settings = {"method": entry, "labels": LABELS, "weight_map": None}
+    spec, labels = method_from_params("tiny", settings)  # the rule's params, as the script reads them
+    assert labels == LABELS and spec.view == "three_plane"
     subjects = {"train": ["s0", "s1"], "val": ["s2"]}
     inputs = {"train_image": files["image"][:2], "train_mask": files["mask"][:2], "val_image": files["image"][2:3],
               "val_mask": files["mask"][2:3]}
@@ -180,7 +187,7 @@ def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
     for view in ("axial", "coronal", "sagittal"):
         out = {k: tmp_path / f"{view}_{k}" for k in ("model.pt", "model.json", "history.csv", "curve.png",
                                                      "rounds.csv")}
-        train_model.main(method="tiny", view=view, fold="0", settings=settings, subjects=subjects, files=inputs,
+        train_model.main(spec=spec, labels=LABELS, view=view, fold="0", subjects=subjects, files=inputs,
                          workdir=tmp_path / "work" / view, model=out["model.pt"], info=out["model.json"],
                          history=out["history.csv"], curve=out["curve.png"], rounds=out["rounds.csv"],
                          log=tmp_path / f"{view}.log")
@@ -188,15 +195,15 @@ def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
         assert list(pd.read_csv(out["history.csv"])["epoch"]) == [1]
         models.append(out["model.pt"])
         infos.append(out["model.json"])
-    fit_fusion.main(method="tiny", settings=settings, images=files["image"][2:3], masks=files["mask"][2:3],
+    fit_fusion.main(spec=spec, labels=LABELS, images=files["image"][2:3], masks=files["mask"][2:3],
                     models=models, infos=infos, weights=tmp_path / "fusion.json", grid=tmp_path / "grid.csv",
                     log=tmp_path / "fusion.log")
     weights = json.loads((tmp_path / "fusion.json").read_text(encoding="utf-8"))["views"]
     assert set(weights) == {"axial", "coronal", "sagittal"} and sum(weights.values()) == pytest.approx(1.0)
     pred = tmp_path / "pred.nii.gz"
     predict_subject.main(subject="s4", image=Path(files["image"][4]), models=models, infos=infos,
-                         settings={"batch_size": 8, "device": "auto", "precision": "auto", "threads": 1,
-                                   "labels": LABELS}, prediction=pred, record=tmp_path / "pred.json",
+                         settings=InferenceSettings(batch_size=8), labels=LABELS, prediction=pred,
+                         record=tmp_path / "pred.json",
                          fusion=tmp_path / "fusion.json", log=tmp_path / "pred.log")
     image, labels = read_volume(files["image"][4]), read_volume(pred)
     assert not image.geometry_mismatches(labels)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mskseg.batches import batches, flatten, gather, records_table
+from mskseg.io.tables import flatten, gather, records_table
+from mskseg.workflow.batches import batches
 
 
 def test_batches_are_consecutive_runs_of_the_given_size_with_stable_names():

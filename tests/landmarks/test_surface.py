@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from mskseg.surface import (
+from mskseg.landmarks.surface import (
     _Triangles,
     distance_summary,
     mask_surface,

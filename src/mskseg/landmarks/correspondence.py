@@ -14,15 +14,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from mskseg.io.tables import read_table
+from mskseg.landmarks.surface import distance_summary, mask_surface, sample_surface, surface_distance
 from mskseg.registration.fields import warp_points
 from mskseg.registration.masks import mirror_points
-from mskseg.surface import distance_summary, mask_surface, sample_surface, surface_distance
 from mskseg.volume import Volume
 
 
@@ -74,6 +76,15 @@ def true_points(truth: pd.DataFrame, structure: str, *, mirrored: bool = False) 
                          "z": xyz[:, 2]})
 
 
+def reference_truth(subject: str, structure: str, mirrored: bool, truth_files: Mapping[str, object], *,
+                    read: Callable[[object], pd.DataFrame] = read_table) -> pd.DataFrame:
+    """The reference instance's own true landmarks (``index, x, y, z``) from its subject's file among
+    ``truth_files`` (subject -> the phantom's landmark table); an empty table when it has none (real data)."""
+    if subject not in truth_files:
+        return pd.DataFrame(columns=["index", "x", "y", "z"])
+    return true_points(read(truth_files[subject]), structure, mirrored=mirrored)
+
+
 def truth_errors(carried: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
     """Distances (mm) between carried and true points with the same ``index``."""
     merged = carried.merge(truth, on="index", suffixes=("_c", "_t"))
@@ -93,5 +104,5 @@ def quality_record(points: np.ndarray, mask: Volume, label: int, *,
     record["surface_mean_voxels"] = float(np.mean(dist) / np.mean(mask.spacing)) if len(dist) else float("nan")
     if truth_error is not None:
         record.update({f"truth_{k}": float(v) for k, v in distance_summary(truth_error).items()})
-        record["truth_n"] = int(len(truth_error))
+        record["truth_n"] = len(truth_error)
     return record

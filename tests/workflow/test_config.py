@@ -1,17 +1,10 @@
 import pytest
 import yaml
 
-from mskseg.config import (
-    ConfigError,
-    apply_scale,
-    canonical,
-    check_dataset,
-    dataset_manifest,
-    preprocess_settings,
-    qc_settings,
-    shape_models,
-    shape_settings,
-)
+from mskseg.errors import ConfigError
+from mskseg.workflow.config import apply_scale, canonical, check_dataset
+from mskseg.workflow.plan import dataset_manifest
+from mskseg.workflow.settings import preprocess_settings, qc_settings, shape_models, shape_settings
 from tests.conftest import REPO
 
 
@@ -41,12 +34,12 @@ def test_cross_field_errors_name_the_key() -> None:
     ds = _config()["datasets"]["knee"]
     with pytest.raises(ConfigError, match=r"datasets.knee.bones: \['patella'\] not among"):
         check_dataset("knee", {**ds, "bones": ["patella"]})
-    with pytest.raises(ConfigError, match="datasets.knee.labels: label value"):
+    with pytest.raises(ConfigError, match=r"datasets.knee.labels: label value"):
         check_dataset("knee", {**ds, "labels": {"femur": 1, "tibia": 1}, "bones": [], "cartilage": [],
                                "preprocess": {}})
     with pytest.raises(ConfigError, match="synthetic knee phantom writes"):
         check_dataset("knee", {**ds, "labels": {**ds["labels"], "patella": 5}})
-    with pytest.raises(ConfigError, match="split.file"):
+    with pytest.raises(ConfigError, match=r"split.file"):
         check_dataset("knee", {**ds, "split": {"method": "fixed"}})
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mskseg.perturb import PerturbSettings, perturb_labels, subject_rng
+from mskseg.synthetic.perturb import PerturbSettings, perturb_labels, subject_rng
 from mskseg.volume import Volume
 from tests.conftest import ROTATED
 

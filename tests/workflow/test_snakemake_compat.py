@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mskseg.snakemake_compat import check_each_group_once
+from mskseg.workflow.snakemake_compat import check_each_group_once
 
 
 def _dag_class():
@@ -50,7 +50,7 @@ def test_the_check_still_raises_and_restores_the_mapping() -> None:
 def test_a_fixed_snakemake_is_left_alone() -> None:
     class FixedDAG:
         def _check_groups(self):
-            for group in set(self._group.values()):
+            for _group in set(self._group.values()):
                 pass
 
     original = FixedDAG._check_groups

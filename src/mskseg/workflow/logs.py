@@ -32,11 +32,11 @@ def setup_logging(log: str | Path | None, name: str = "mskseg") -> logging.Logge
     return logging.getLogger(name if name.startswith("mskseg") else f"mskseg.{name}")
 
 
-def _log_then_raise(log: Path):  # noqa: ANN202 - returns an excepthook
+def _log_then_raise(log: Path):
     """An excepthook that also writes an uncaught error (and its traceback) to the rule's log,
     where Snakemake tells the user to look."""
 
-    def hook(kind, value, tb) -> None:  # noqa: ANN001
+    def hook(kind, value, tb) -> None:
         try:
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write("ERROR: " + "".join(traceback.format_exception(kind, value, tb)))

@@ -65,7 +65,8 @@ def _displace(labels: np.ndarray, spacing: np.ndarray, s: PerturbSettings, rng: 
         f = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), sigma, mode="wrap")
         fields.append(f)
     rms = np.sqrt(np.mean([np.mean(f ** 2) for f in fields]))
-    grid = np.meshgrid(*[np.arange(n) / st for n, st in zip(labels.shape, step)], indexing="ij", sparse=True)
+    grid = np.meshgrid(*[np.arange(n) / st for n, st in zip(labels.shape, step, strict=True)], indexing="ij",
+                       sparse=True)
     out_coords = []
     for axis, f in enumerate(fields):
         u_mm = f / max(rms, 1e-12) * s.displacement_mm
@@ -76,7 +77,7 @@ def _displace(labels: np.ndarray, spacing: np.ndarray, s: PerturbSettings, rng: 
 
 def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
     r = np.floor(radius_mm / spacing).astype(int)
-    g = np.meshgrid(*[np.arange(-n, n + 1) * sp for n, sp in zip(r, spacing)], indexing="ij")
+    g = np.meshgrid(*[np.arange(-n, n + 1) * sp for n, sp in zip(r, spacing, strict=True)], indexing="ij")
     return sum(x ** 2 for x in g) <= radius_mm ** 2
 
 
@@ -112,8 +113,8 @@ def perturb_labels(mask: Volume, settings: PerturbSettings, subject: str) -> Vol
             add = bool(rng.integers(2))
             value = values[int(rng.integers(len(values)))] if add else 0
             lo = centre - half
-            sl = tuple(slice(max(0, a), min(n, a + b)) for a, b, n in zip(lo, ball.shape, work.shape))
-            bsl = tuple(slice(s.start - a, s.stop - a) for s, a in zip(sl, lo))
+            sl = tuple(slice(max(0, a), min(n, a + b)) for a, b, n in zip(lo, ball.shape, work.shape, strict=True))
+            bsl = tuple(slice(s.start - a, s.stop - a) for s, a in zip(sl, lo, strict=True))
             target = work[sl]
             target[ball[bsl]] = value
     out[box] = work

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from mskseg.correspondence import (
+from mskseg.landmarks.correspondence import (
     carry_to_subject,
     interior_faces,
     quality_record,
@@ -15,8 +15,8 @@ from mskseg.correspondence import (
     true_points,
     truth_errors,
 )
+from mskseg.landmarks.surface import mask_surface, sample_surface, surface_distance
 from mskseg.registration.masks import mirror_volume
-from mskseg.surface import mask_surface, sample_surface, surface_distance
 from mskseg.volume import Volume
 from tests.conftest import ROTATED
 
@@ -210,7 +210,7 @@ def _two_spheres() -> tuple[Volume, np.ndarray, np.ndarray]:
 
 
 def test_quality_record_on_a_sphere() -> None:
-    mask, c1, c2 = _two_spheres()
+    mask, c1, _c2 = _two_spheres()
     vertices, faces = mask_surface(mask, label=1)
     on = sample_surface(vertices, faces, 40, seed=0)
     record = quality_record(on, mask, 1)

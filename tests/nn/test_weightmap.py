@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mskseg.volume import Volume
-from mskseg.weightmap import (
+from mskseg.nn.weightmap import (
     PAPER,
     PAPER_ERODED,
     WeightMapSettings,
@@ -12,6 +11,7 @@ from mskseg.weightmap import (
     erode_labels,
     weight_map_volume,
 )
+from mskseg.volume import Volume
 
 
 def _brute(labels: np.ndarray, w0: float, sigma: float, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:

@@ -1,0 +1,385 @@
+"""Typed settings of a trained method, parsed once from its config entry and imported without torch.
+
+:class:`TrainSettings` (the training loop), :class:`AugmentSettings` (data augmentation),
+:class:`MultiplanarSettings` (MPUNet's views), :class:`PatchSettings` (3D patches),
+:class:`InferenceSettings` (where and how predictions run), :class:`PretrainSettings` and
+:class:`InteractiveSettings` (the hip paper's transfer learning). Each checks its values when it is
+made (errors name the setting) and has ``from_dict`` (unknown keys are errors) and ``to_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import numbers
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: arithmetic the networks may run in (``auto``: bf16 on a GPU that supports it, else fp32)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _from_dict(cls: type, values: Mapping, what: str) -> Any:
+    """``cls(**values)`` after checking the keys (the error names the unknown ones and the allowed)."""
+    allowed = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(str(key) for key in values if key not in allowed)
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+    return cls(**dict(values))
+
+
+def _plain(settings: Any) -> dict[str, Any]:
+    """A settings object as plain values (tuples as lists, nested settings as dicts)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return {f.name: plain(getattr(settings, f.name)) for f in fields(settings) if f.init}
+
+
+SCHEDULES = ("plateau", "cosine", "constant")
+#: monitored value -> whether higher is better
+MONITORS = {"val_dice": True, "val_loss": False, "train_loss": False}
+#: settings that do not change the trained weights (left out of the fingerprint)
+_UNFINGERPRINTED = ("progress", "tensorboard", "num_workers")
+#: numeric settings: name -> (whole number, bound, bound allowed, None allowed)
+_NUMERIC = {
+    "epochs": (True, 1, True, False), "steps_per_epoch": (True, 1, True, True), "batch_size": (True, 1, True, False),
+    "lr": (False, 0, False, False), "eps": (False, 0, False, False), "weight_decay": (False, 0, True, False),
+    "plateau_factor": (False, 0, False, False), "plateau_patience": (True, 1, True, False),
+    "min_lr": (False, 0, True, False), "early_stopping": (True, 1, True, True), "min_delta": (False, 0, True, False),
+    "seed": (True, -math.inf, True, False), "num_workers": (True, 0, True, False), "grad_clip": (False, 0, False, True),
+}
+
+
+def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
+    """``value`` as a number (numeric strings too: YAML reads ``1e-5`` as text); ValueError naming ``name``."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"training setting {name!r} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"training setting {name!r} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"training setting {name!r} must be finite, got {value!r}")
+    if integer:
+        if float(value) != int(value):
+            raise ValueError(f"training setting {name!r} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How :func:`train` trains; the defaults follow the hip paper (Adam 1e-5, lr x0.9 after 2 flat epochs).
+
+    ``epochs``: maximum epochs; ``steps_per_epoch``: batches per epoch (None: one pass over the
+    training set, the last incomplete batch dropped when there is more than one batch);
+    ``lr``/``betas``/``eps``/``weight_decay``: Adam; ``schedule``: ``plateau`` (multiply the lr by
+    ``plateau_factor`` once the monitored value has not improved for ``plateau_patience`` epochs
+    in a row - Keras' counting; torch's ReduceLROnPlateau gets ``patience - 1``),
+    ``cosine`` (cosine annealing to ``min_lr`` over ``epochs``) or ``constant``;
+    ``early_stopping``: stop once the monitored value has not improved (by more than
+    ``min_delta``) for this many epochs (None: never); ``monitor``: ``val_dice`` (higher is
+    better), ``val_loss`` or ``train_loss`` (lower is better); ``device``/``precision``/
+    ``channels_last``: see :mod:`mskseg.nn.device`; ``grad_clip``: max gradient 2-norm;
+    ``progress``: a progress bar (None: when stderr is a terminal); ``tensorboard``: also log
+    scalars for TensorBoard (needs the ``tensorboard`` package).
+    """
+
+    epochs: int = 40
+    steps_per_epoch: int | None = None
+    batch_size: int = 10
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "plateau"
+    plateau_factor: float = 0.9
+    plateau_patience: int = 2
+    min_lr: float = 0.0
+    early_stopping: int | None = 5
+    monitor: str = "val_dice"
+    min_delta: float = 0.0
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | str = "auto"
+    grad_clip: float | None = None
+    progress: bool | None = None
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        for name, (integer, low, inclusive, optional) in _NUMERIC.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            value = _number(name, value, integer=integer)
+            if value < low or (value == low and not inclusive):
+                raise ValueError(f"training setting {name!r} must be {'>=' if inclusive else '>'} {low}"
+                                 f"{' or null' if optional else ''}, got {value}")
+            object.__setattr__(self, name, value)
+        if self.min_lr > self.lr:
+            raise ValueError(f"training setting 'min_lr' ({self.min_lr}) must not exceed 'lr' ({self.lr})")
+        if not 0 < self.plateau_factor < 1:
+            raise ValueError(f"training setting 'plateau_factor' must lie in (0, 1), got {self.plateau_factor}")
+        betas = self.betas
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2 or not all(
+                0 <= _number("betas", b) < 1 for b in betas):
+            raise ValueError(f"training setting 'betas' must be two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "betas", tuple(_number("betas", b) for b in betas))
+        for name, allowed in (("schedule", SCHEDULES), ("monitor", tuple(MONITORS)), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"training setting {name!r} must be one of {', '.join(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"training setting 'device' must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if not (isinstance(self.channels_last, bool) or self.channels_last == "auto"):
+            raise ValueError(f"training setting 'channels_last' must be true, false or 'auto'; "
+                             f"got {self.channels_last!r}")
+        if not (isinstance(self.progress, bool) or self.progress is None):
+            raise ValueError(f"training setting 'progress' must be true, false or null, got {self.progress!r}")
+        if not isinstance(self.tensorboard, bool):
+            raise ValueError(f"training setting 'tensorboard' must be true or false, got {self.tensorboard!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> TrainSettings:
+        """Settings from a mapping (e.g. a config section); unknown keys and bad values raise ValueError."""
+        return _from_dict(cls, values, "training")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the settings that change the weights: all but progress, tensorboard, num_workers."""
+        kept = {k: v for k, v in dataclasses.asdict(self).items() if k not in _UNFINGERPRINTED}
+        return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+
+#: motion-blur kernel lengths in voxels (inclusive)
+BLUR_LENGTHS = (3, 7)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """What to augment and how strongly (all zero: no augmentation).
+
+    Attributes
+    ----------
+    p : float
+        Probability in [0, 1] that each enabled zoom, rotation, shear, gamma and contrast transform
+        is applied to a sample.
+    scale : float
+        Relative zoom range: 0.1 gives an isotropic zoom factor in [0.9, 1.1]; below 1.
+    rotation_deg : float
+        Rotation range in degrees, uniform in [-r, r]: in-plane (2D), about each array axis (3D).
+    shear_deg : float
+        Shear angle range in degrees, below 90 (2D: one shear; 3D: three, of the axis pairs 01, 02, 12).
+    gamma : float
+        Log-gamma range: gamma = exp(U(-g, g)) on intensities rescaled to [0, 1] and back.
+    contrast : float
+        Intensity scaling about the mean by a factor in [1 - c, 1 + c]; at most 1.
+    motion_blur : float
+        Probability in [0, 1] of a linear motion-blur kernel (random direction, length 3..7 voxels).
+    elastic : float
+        Probability in [0, 1] of an elastic deformation.
+    elastic_max_displacement : float
+        Maximum displacement of a control point along each deformed axis, in voxels.
+    elastic_control_points : int
+        Control points along each axis of the coarse grid (>= 5: the two outer rings are locked).
+    deformed_weight : float
+        ``sample_weight`` of an elastically deformed sample (1.0 otherwise).
+    """
+
+    p: float = 0.5
+    scale: float = 0.0
+    rotation_deg: float = 0.0
+    shear_deg: float = 0.0
+    gamma: float = 0.0
+    contrast: float = 0.0
+    motion_blur: float = 0.0
+    elastic: float = 0.0
+    elastic_max_displacement: float = 6.0
+    elastic_control_points: int = 7
+    deformed_weight: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"augmentation setting {f.name} must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"augmentation setting {f.name} must not be negative, got {value}")
+        for name in ("p", "motion_blur", "elastic"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"augmentation setting {name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.scale >= 1:
+            raise ValueError(f"augmentation setting scale must be below 1 (zoom factor 1 +- scale), got {self.scale}")
+        if self.shear_deg >= 90:
+            raise ValueError(f"augmentation setting shear_deg must be below 90, got {self.shear_deg}")
+        if self.contrast > 1:
+            raise ValueError(f"augmentation setting contrast must be at most 1, got {self.contrast}")
+        if int(self.elastic_control_points) != self.elastic_control_points or self.elastic_control_points < 5:
+            raise ValueError("augmentation setting elastic_control_points must be an integer >= 5, "
+                             f"got {self.elastic_control_points}")
+        object.__setattr__(self, "elastic_control_points", int(self.elastic_control_points))
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> AugmentSettings:
+        """Settings from a mapping (e.g. a config section); missing keys keep their defaults; an unknown key
+        or an invalid value raises ValueError."""
+        return _from_dict(cls, values, "augmentation")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @property
+    def affine(self) -> bool:
+        """Whether any affine component (zoom, rotation, shear) can be applied."""
+        return self.p > 0 and (self.scale > 0 or self.rotation_deg > 0 or self.shear_deg > 0)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any transform can change a sample."""
+        intensity = self.p > 0 and (self.gamma > 0 or self.contrast > 0)
+        elastic = self.elastic > 0 and self.elastic_max_displacement > 0
+        return self.affine or intensity or elastic or self.motion_blur > 0
+
+
+def _positive_int(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < 1:
+        raise ValueError(f"{where} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _fraction(where: str, value: Any, *, closed: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{where} must lie in [0, 1{']' if closed else ')'}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class MultiplanarSettings:
+    """MPUNet's sampling (Perslev et al.): ``n_views`` random view normals at least ``min_angle_deg`` apart
+    (drawn with ``seed``), slices of ``dim`` x ``dim`` pixels, ``samples_per_epoch`` training slices."""
+
+    n_views: int = 6
+    dim: int = 256
+    min_angle_deg: float = 30.0
+    samples_per_epoch: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_views", "dim", "samples_per_epoch"):
+            object.__setattr__(self, name, _positive_int(f"multiplanar setting {name!r}", getattr(self, name)))
+        angle = self.min_angle_deg
+        if isinstance(angle, bool) or not isinstance(angle, numbers.Real) or not 0 <= angle <= 90:
+            raise ValueError(f"multiplanar setting 'min_angle_deg' must lie in [0, 90], got {angle!r}")
+        object.__setattr__(self, "min_angle_deg", float(angle))
+        object.__setattr__(self, "seed", int(self.seed))
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> MultiplanarSettings:
+        return _from_dict(cls, values, "multiplanar")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    """3D patches: ``size`` (voxels, index order), ``samples_per_case`` per epoch, the share of patches
+    centred on foreground, and the sliding window's ``overlap`` at inference."""
+
+    size: tuple[int, int, int] = (64, 128, 128)
+    samples_per_case: int = 8
+    foreground_fraction: float = 0.5
+    overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 3:
+            raise ValueError(f"patch setting 'size' must be three whole numbers, got {size!r}")
+        object.__setattr__(self, "size", tuple(_positive_int("patch setting 'size'", n) for n in size))
+        object.__setattr__(self, "samples_per_case", _positive_int("patch setting 'samples_per_case'",
+                                                                   self.samples_per_case))
+        object.__setattr__(self, "foreground_fraction", _fraction("patch setting 'foreground_fraction'",
+                                                                  self.foreground_fraction))
+        object.__setattr__(self, "overlap", _fraction("patch setting 'overlap'", self.overlap, closed=False))
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> PatchSettings:
+        return _from_dict(cls, values, "patch")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Predictions: slices (or patches x 8) per forward pass, ``device`` (auto, cpu, cuda, cuda:N) and
+    ``precision`` (auto, fp32, bf16, fp16)."""
+
+    batch_size: int = 32
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", _positive_int("inference setting 'batch_size'", self.batch_size))
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"inference setting 'device' must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"inference setting 'precision' must be one of {', '.join(PRECISIONS)}; "
+                             f"got {self.precision!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> InferenceSettings:
+        return _from_dict(cls, values, "inference")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Pre-training on poor labels (hip paper): its own loss and training settings."""
+
+    loss: str = "ce"
+    train: TrainSettings = TrainSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "train": self.train.to_dict()}
+
+
+@dataclass(frozen=True)
+class InteractiveSettings:
+    """Fine-tuning in rounds (hip paper): the cumulative training-subject count of each round, and the
+    distance (mm) within which two predicted classes collide in the |E| count logged after each round."""
+
+    rounds: tuple[int, ...]
+    collision_eps_mm: float = 2.0
+
+    def __post_init__(self) -> None:
+        rounds = tuple(int(n) for n in self.rounds)
+        if not rounds or rounds[0] < 1 or any(b <= a for a, b in itertools.pairwise(rounds)):
+            raise ValueError(f"interactive rounds must be increasing positive subject counts, got {list(rounds)}")
+        object.__setattr__(self, "rounds", rounds)
+        object.__setattr__(self, "collision_eps_mm", float(self.collision_eps_mm))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+__all__ = ["BLUR_LENGTHS", "MONITORS", "PRECISIONS", "SCHEDULES", "AugmentSettings", "InferenceSettings",
+           "InteractiveSettings", "MultiplanarSettings", "PatchSettings", "PretrainSettings", "TrainSettings"]

@@ -1,0 +1,144 @@
+"""Loading the workflow configuration: the scale overlay, schema validation with defaults, and the
+cross-field checks a schema cannot state.
+
+:func:`resolve_config` is the one entry point: it returns a new, complete configuration and leaves
+Snakemake's ``config`` as the user wrote it. Errors name the config key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mskseg.errors import ConfigError
+from mskseg.workflow.settings import check_evaluation, shape_models, source_kind
+
+#: the schema every configuration is validated against (defaults are filled from it)
+SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted (recursively), as plain dicts and lists.
+
+    Snakemake re-runs a job when its params change, comparing them as written; params in a
+    canonical order make reordering keys in ``config.yaml`` change nothing.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): canonical(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay`` merged in, mappings recursively, everything else replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_scale(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``scales[scale]`` onto the config.
+
+    A scale never replaces a dataset's real data: where a dataset's source is a manifest or a
+    layout and the overlay brings another kind of source, the overlay's source is ignored.
+    """
+    scale = config.get("scale", "demo")
+    scales = config.get("scales", {}) or {}
+    if scale not in scales and scale != "demo":
+        raise ConfigError(f"scale: {scale!r} is not defined under 'scales' (defined: {', '.join(scales) or 'none'})")
+    overlay = copy.deepcopy(scales.get(scale, {}) or {})
+    for name, ds_overlay in (overlay.get("datasets") or {}).items():
+        base_ds = (config.get("datasets") or {}).get(name)
+        if base_ds is None:
+            continue
+        new_src, old_src = ds_overlay.get("source"), base_ds.get("source")
+        if isinstance(new_src, Mapping) and isinstance(old_src, Mapping) and set(new_src) != set(old_src):
+            del ds_overlay["source"]
+    overlay.setdefault("datasets", {})
+    overlay["datasets"] = {k: v for k, v in overlay["datasets"].items() if k in (config.get("datasets") or {})}
+    return deep_merge(config, overlay)
+
+
+def validate_schema(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
+    """Validate ``config`` in place against the JSON schema, filling its defaults (Snakemake's validator)."""
+    from snakemake.utils import validate  # imported here: the library's other users need no Snakemake
+
+    validate(config, schema=str(Path(schema).resolve()))
+
+
+def resolve_config(config: Mapping[str, Any], schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """The configuration the workflow runs with: scale applied, validated, defaults filled, checked.
+
+    Returns a new dict; ``config`` is not changed.
+    """
+    resolved = apply_scale(config)
+    validate_schema(resolved, schema)
+    for name, dataset in resolved["datasets"].items():
+        check_dataset(name, dataset)
+    return resolved
+
+
+def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
+    """Cross-field checks the schema cannot express; raises :class:`ConfigError` naming the key."""
+    key = f"datasets.{name}"
+    labels = dataset["labels"]
+    values = list(labels.values())
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ConfigError(f"{key}.labels: label value(s) {dup} used by more than one structure")
+
+    def known(field: str, names: list[str]) -> None:
+        unknown = [n for n in names if n not in labels]
+        if unknown:
+            raise ConfigError(f"{key}.{field}: {unknown} not among the declared labels {list(labels)}")
+
+    known("bones", list(dataset.get("bones", [])))
+    known("cartilage", list(dataset.get("cartilage", [])))
+    known("expected_structures", list(dataset.get("expected_structures", [])))
+    known("preprocess.crop.structures", list(dataset.get("preprocess", {}).get("crop", {}).get("structures", [])))
+    for pair in dataset.get("symmetric_pairs", []):
+        known("symmetric_pairs", list(pair))
+    if source_kind(dataset) == "synthetic":
+        from mskseg.synthetic import LABELS  # imported here: only synthetic datasets need it
+
+        kind = dataset["source"]["synthetic"]["kind"]
+        if dict(labels) != LABELS[kind]:
+            raise ConfigError(f"{key}.labels: the synthetic {kind} phantom writes {LABELS[kind]}, "
+                              f"the config declares {dict(labels)}")
+    _check_shape(key, dataset, known)
+    check_evaluation(name, dataset)
+    split = dataset.get("split", {})
+    if split.get("method") == "fixed" and not split.get("file"):
+        raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
+    if split.get("stratify") and source_kind(dataset) == "synthetic":
+        raise ConfigError(f"{key}.split.stratify: synthetic datasets have no column to stratify by")
+
+
+def _check_shape(key: str, dataset: Mapping[str, Any], known: Any) -> None:
+    shape = dataset.get("shape", {})
+    for model, members in (shape.get("models") or {}).items():
+        known(f"shape.models.{model}", list(members))
+    known("shape.mirror", list(shape.get("mirror", [])))
+    if not (shape.get("enabled", True) and dataset.get("bones")):
+        return
+    owners: dict[str, str] = {}
+    for model, members in shape_models(dataset).items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", model):
+            raise ConfigError(f"{key}.shape.models: model name {model!r} must be letters and digits "
+                              "(it names files and a wildcard)")
+        for structure, _ in members:
+            if structure in owners:
+                raise ConfigError(f"{key}.shape.models: {structure!r} is in both {owners[structure]!r} and {model!r}")
+            owners[structure] = model
+
+
+__all__ = ["SCHEMA", "ConfigError", "apply_scale", "canonical", "check_dataset", "deep_merge", "resolve_config",
+           "validate_schema"]

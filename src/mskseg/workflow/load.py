@@ -1,0 +1,70 @@
+"""The workflow's one entry point into the package: :func:`load_workflow` resolves the configuration,
+builds the parse-time plan and gives the rules their input functions, grouped by stage.
+
+``rules/common.smk`` calls it once; the rules then name ``wf.<stage>.<function>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mskseg.workflow.batches import BatchInputs
+from mskseg.workflow.checkpoints import CheckpointTables
+from mskseg.workflow.config import SCHEMA, resolve_config
+from mskseg.workflow.data import DataInputs
+from mskseg.workflow.evaluation import EvaluationInputs
+from mskseg.workflow.plan import Plan
+from mskseg.workflow.predictions import PredictionInputs
+from mskseg.workflow.preprocess import PreprocessInputs, SplitInputs
+from mskseg.workflow.qc import QCInputs
+from mskseg.workflow.segmentation import SegmentationInputs
+from mskseg.workflow.shape import ShapeInputs
+from mskseg.workflow.snakemake_compat import check_each_group_once
+from mskseg.workflow.targets import Targets
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """The plan, the checkpoint tables and each stage's input functions."""
+
+    plan: Plan
+    tables: CheckpointTables
+    data: DataInputs
+    qc: QCInputs
+    batches: BatchInputs
+    preprocess: PreprocessInputs
+    splits: SplitInputs
+    shape: ShapeInputs
+    segmentation: SegmentationInputs
+    predictions: PredictionInputs
+    evaluation: EvaluationInputs
+    targets: Targets
+
+    @classmethod
+    def build(cls, plan: Plan, checkpoints: Any) -> Workflow:
+        """The input functions of ``plan``; ``checkpoints``: Snakemake's object (or a stand-in with the same
+        ``qc_summary.get(dataset=...).output.subjects`` and ``make_splits.get(...).output.splits``)."""
+        tables = CheckpointTables(checkpoints)
+        return cls(plan=plan, tables=tables, data=DataInputs(plan), qc=QCInputs(plan),
+                   batches=BatchInputs(plan, tables), preprocess=PreprocessInputs(plan), splits=SplitInputs(plan),
+                   shape=ShapeInputs(plan, tables), segmentation=SegmentationInputs(plan, tables),
+                   predictions=PredictionInputs(plan, tables), evaluation=EvaluationInputs(plan),
+                   targets=Targets(plan, tables))
+
+
+def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | Path = SCHEMA,
+                  dag_class: type | None = None) -> Workflow:
+    """Resolve ``config`` (scale, schema defaults, cross-field checks), plan it and build the input functions.
+
+    ``dag_class``: Snakemake's ``DAG``, given the group-check work-around of
+    :mod:`mskseg.workflow.snakemake_compat` (batch groups make the unpatched check quadratic).
+    """
+    if dag_class is not None:
+        check_each_group_once(dag_class)
+    return Workflow.build(Plan.from_config(resolve_config(config, schema)), checkpoints)
+
+
+__all__ = ["Workflow", "load_workflow"]

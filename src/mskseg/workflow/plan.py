@@ -1,0 +1,182 @@
+"""The parse-time plan: what a resolved configuration declares, worked out once when the workflow loads.
+
+For every dataset: its config block, its manifest (subjects known before any job runs, so QC is
+planned for all of them), its shape models and its methods by kind, the trained ones parsed into
+:class:`~mskseg.nn.method.MethodSpec`. Across datasets: the names the wildcards may take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from mskseg.io.manifest import SUBJECT_ID_PATTERN, normalise_manifest
+from mskseg.io.sources import read_source
+from mskseg.nn.method import VIEW_NAMES, MethodSpec
+from mskseg.synthetic.cohort import patient_of, subject_ids, timepoint_of
+from mskseg.workflow.batches import BATCH_PATTERN
+from mskseg.workflow.paths import entity_path
+from mskseg.workflow.settings import TABLE_METRICS, evaluated_methods, shape_models, source_kind
+
+#: a pattern that matches nothing: the constraint of a wildcard with no allowed value
+NOTHING = "(?!)"
+
+
+def synthetic_manifest(name: str, spec: Mapping[str, Any], root: str = "results") -> pd.DataFrame:
+    """The manifest of a synthetic dataset: the files its ``synthesize_subject`` jobs write."""
+    rows = []
+    for i, subject in enumerate(subject_ids(spec)):
+        def path(kind: str, s: str = subject) -> str:
+            return entity_path("synthetic", name, f"{kind}.nii.gz", subject=s, root=root)
+
+        rows.append({"subject": subject, "patient": patient_of(spec, i), "timepoint": timepoint_of(spec, i),
+                     "image": path("image"), "label": path("mask"),
+                     "label_poor": path("poormask") if spec.get("poor_labels") else ""})
+    return normalise_manifest(pd.DataFrame(rows), None, f"datasets.{name} (synthetic)")
+
+
+def dataset_manifest(name: str, dataset: Mapping[str, Any], root: str = "results") -> pd.DataFrame:
+    """The manifest of any dataset (synthetic, a manifest file or a folder layout)."""
+    kind = source_kind(dataset)
+    if kind == "synthetic":
+        return synthetic_manifest(name, dataset["source"]["synthetic"], root)
+    return read_source(kind, dataset["source"][kind])
+
+
+def _pattern(names: Any) -> str:
+    return "|".join(names) or NOTHING
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One dataset as the workflow plans it."""
+
+    name: str
+    config: Mapping[str, Any]
+    manifest: pd.DataFrame = field(repr=False)
+
+    @property
+    def kind(self) -> str:
+        """The source kind: synthetic, manifest or layout."""
+        return source_kind(self.config)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.kind == "synthetic"
+
+    @cached_property
+    def subjects(self) -> list[str]:
+        """Every subject of the manifest, in its order."""
+        return self.manifest["subject"].tolist()
+
+    @cached_property
+    def _rows(self) -> dict[str, dict[str, Any]]:
+        return {str(row["subject"]): row for row in self.manifest.to_dict("records")}
+
+    def row(self, subject: str) -> dict[str, Any]:
+        """The manifest row of ``subject``."""
+        try:
+            return self._rows[subject]
+        except KeyError:
+            raise ValueError(f"{self.name}: no subject {subject!r} in the manifest") from None
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return dict(self.config["labels"])
+
+    @cached_property
+    def shape_models(self) -> dict[str, list[tuple[str, bool]]]:
+        """model -> [(structure, mirrored)], empty when the shape stage is off or there are no bones."""
+        if not (self.config["shape"]["enabled"] and self.config.get("bones")):
+            return {}
+        return shape_models(self.config)
+
+    def bone_of(self, structure: str) -> tuple[str, bool]:
+        """(shape model, mirrored) of a structure."""
+        for bone, members in self.shape_models.items():
+            for s, mirrored in members:
+                if s == structure:
+                    return bone, mirrored
+        raise ValueError(f"{structure} belongs to no shape model of {self.name}")
+
+    @property
+    def methods(self) -> dict[str, Mapping[str, Any]]:
+        return dict(self.config.get("methods") or {})
+
+    def methods_of_kind(self, kind: str) -> list[str]:
+        """The dataset's methods of ``kind`` (trained, perturbed, files), in config order."""
+        return [m for m, spec in self.methods.items() if spec["kind"] == kind]
+
+    @cached_property
+    def trained(self) -> dict[str, MethodSpec]:
+        """The trained methods, parsed (a bad setting fails here, when the workflow loads)."""
+        maps = self.config.get("weight_maps") or {}
+        return {m: MethodSpec.from_config(m, self.methods[m], maps) for m in self.methods_of_kind("trained")}
+
+    @property
+    def evaluated(self) -> list[str]:
+        """Methods scored, in table order."""
+        return evaluated_methods(self.config)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every dataset of a resolved configuration."""
+
+    config: Mapping[str, Any]
+    datasets: dict[str, DatasetPlan]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], root: str = "results") -> Plan:
+        """The plan of a resolved configuration (:func:`mskseg.workflow.config.resolve_config`)."""
+        return cls(config, {name: DatasetPlan(name, ds, dataset_manifest(name, ds, root))
+                            for name, ds in config["datasets"].items()})
+
+    def __getitem__(self, dataset: str) -> DatasetPlan:
+        return self.datasets[dataset]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config["batch_subjects"])
+
+    @property
+    def synthetic(self) -> list[str]:
+        """Datasets generated by the workflow."""
+        return [d for d, p in self.datasets.items() if p.synthetic]
+
+    @property
+    def with_shape_models(self) -> dict[str, DatasetPlan]:
+        return {d: p for d, p in self.datasets.items() if p.shape_models}
+
+    def _union(self, values: Any) -> list[str]:
+        return sorted({v for p in self.datasets.values() for v in values(p)})
+
+    def wildcard_constraints(self) -> dict[str, str]:
+        """The regular expression each wildcard must match."""
+        return {
+            "dataset": _pattern(self.datasets),
+            "subject": SUBJECT_ID_PATTERN,
+            "bone": _pattern(self._union(lambda p: p.shape_models)),
+            "structure": _pattern(self._union(lambda p: [s for m in p.shape_models.values() for s, _ in m])),
+            "fold": "[A-Za-z0-9]+",
+            "method": _pattern(self._union(lambda p: p.methods)),
+            "metric": _pattern(TABLE_METRICS),
+            "view": _pattern(VIEW_NAMES),
+            "wmap": _pattern(self._union(lambda p: p.config.get("weight_maps") or {})),
+            "batch": BATCH_PATTERN,
+        }
+
+    def method_pattern(self, kind: str) -> str:
+        """The ``method`` constraint of a rule that makes one kind's predictions."""
+        return _pattern(self._union(lambda p: p.methods_of_kind(kind)))
+
+    def synthetic_pattern(self) -> str:
+        """The ``dataset`` constraint of the phantom generator."""
+        return _pattern(self.synthetic)
+
+
+__all__ = ["NOTHING", "DatasetPlan", "Plan", "dataset_manifest", "synthetic_manifest"]

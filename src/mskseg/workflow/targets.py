@@ -1,0 +1,93 @@
+"""The files each named target (``snakemake qc``, ``shape``, ``tables`` ...) asks for.
+
+A target known only after a checkpoint (who passed QC, the splits) asks the checkpoint, so
+Snakemake plans it once the checkpoint's table exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mskseg.workflow.checkpoints import CheckpointTables
+from mskseg.workflow.paths import entity_path, model_path
+from mskseg.workflow.plan import Plan
+from mskseg.workflow.settings import table_metrics
+
+
+class Targets:
+    """One method per target of the Snakefile."""
+
+    def __init__(self, plan: Plan, tables: CheckpointTables) -> None:
+        self.plan = plan
+        self.checkpoints = tables
+
+    def data(self, wildcards: Any = None) -> list[str]:
+        """Every manifest, and the phantoms with their true landmarks."""
+        targets = [entity_path("data", d, "manifest.tsv") for d in self.plan.datasets]
+        for d in self.plan.synthetic:
+            targets += [entity_path("synthetic", d, kind, subject=s) for s in self.plan[d].subjects
+                        for kind in ("image.nii.gz", "landmarks.csv")]
+        return targets
+
+    def qc(self, wildcards: Any = None) -> list[str]:
+        """Every dataset's QC table and subject list."""
+        return [entity_path("qc", d, name) for d in self.plan.datasets for name in ("qc_table.tsv", "subjects.tsv")]
+
+    def splits(self, wildcards: Any = None) -> list[str]:
+        """Every dataset's splits."""
+        return [entity_path("splits", d, "splits.tsv") for d in self.plan.datasets]
+
+    def preprocess(self, wildcards: Any = None) -> list[str]:
+        """Every passed subject's preprocessed image, mask and record, and each dataset's table."""
+        targets = []
+        for d in self.plan.datasets:
+            targets += [entity_path("preprocess", d, kind, subject=s) for s in self.checkpoints.passed(d)
+                        for kind in ("image.nii.gz", "mask.nii.gz", "preprocess.json")]
+            targets.append(entity_path("preprocess", d, "preprocess.tsv"))
+        return targets
+
+    def landmarks(self, wildcards: Any = None) -> list[str]:
+        """Reference and correspondence tables of every shape model (known once QC is; not waiting for splits)."""
+        return [path for d, plan in self.plan.with_shape_models.items() for bone in plan.shape_models
+                for path in (entity_path("registration", d, "reference.tsv", bone=bone),
+                             entity_path("landmarks", d, "correspondence.tsv", bone=bone))]
+
+    def shape_models(self, wildcards: Any = None) -> list[str]:
+        """Every fold's shape model and its quality report (known once the splits are)."""
+        return [entity_path("shape", d, kind, bone=bone, fold=f) for d, plan in self.plan.with_shape_models.items()
+                for bone in plan.shape_models for f in self.checkpoints.folds(d)
+                for kind in ("model.npz", "quality.tsv", "quality.png", "modes.png")]
+
+    def models(self, wildcards: Any = None) -> list[str]:
+        """Models, learning curves and fusion weights of every trained method that is scored."""
+        targets = []
+        for d, plan in self.plan.datasets.items():
+            for m, spec in plan.trained.items():
+                if m not in plan.evaluated:
+                    continue
+                for f in self.checkpoints.folds(d):
+                    targets += [model_path(d, suffix, method=m, fold=f, view=v)
+                                for v in spec.views for suffix in ("model.pt", "curve.png", "rounds.csv")]
+                    if spec.view == "three_plane":
+                        targets.append(model_path(d, "fusion.json", method=m, fold=f))
+        return targets
+
+    def tables(self, wildcards: Any = None) -> list[str]:
+        """Every dataset's tables and plots (named from the config alone; the rules that make them ask the splits)."""
+        targets = []
+        for d, plan in self.plan.datasets.items():
+            if not plan.evaluated:
+                continue
+            metrics = table_metrics(plan.config)
+            targets.append(entity_path("tables", d, "tables.md"))
+            targets += [entity_path("tables", d, suffix, metric=m) for m in metrics
+                        for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
+            targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
+            targets.append(entity_path("plots", d, "fov.png"))
+            if plan.config["evaluation"]["training_size"]:
+                targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
+                            for m in plan.config["evaluation"]["training_size_metrics"]]
+        return targets
+
+
+__all__ = ["Targets"]
