@@ -18,7 +18,7 @@ GPU_LIMIT := $(if $(filter-out 0,$(strip $(GPUS))),--resources gpu=$(strip $(GPU
 # pile up: about half a core by the end of the demo with the default 100/1s); a minute keeps that small.
 RATE := --max-jobs-per-timespan 1000/1m
 
-.PHONY: setup demo test lint dryrun clean
+.PHONY: setup demo test lint docs-images clean
 
 setup: $(DEVSTAMP)
 
@@ -39,8 +39,14 @@ demo: $(STAMP)
 test: $(DEVSTAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEVSTAMP)
 	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests workflow_scripts benchmarks tools
+	$(BIN)/snakefmt --check Snakefile rules
+
+# the README's pictures from a finished demo run (needs Graphviz: apt-get install graphviz)
+docs-images: $(STAMP)
+	$(BIN)/python tools/docs_images.py --run . --out docs/images
 
 clean:
 	rm -rf results logs .snakemake

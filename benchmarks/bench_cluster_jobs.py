@@ -50,7 +50,7 @@ def prepare(folder: Path, n_subjects: int, folds: int, batch_subjects: int = 20)
 
 def _snakemake(folder: Path, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
-                            cwd=folder, text=True, capture_output=True, check=False)
+                            cwd=folder, text=True, encoding="utf-8", errors="replace", capture_output=True, check=False)
     text = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{text[-5000:]}")

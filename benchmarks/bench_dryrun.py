@@ -67,7 +67,8 @@ def dry_run(folder: Path) -> tuple[float, dict[str, int], str]:
     """Run ``snakemake -n`` in ``folder``; return seconds, jobs per rule and the output."""
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--snakefile",
-                             str(REPO / "Snakefile")], cwd=folder, text=True, capture_output=True, check=False)
+                             str(REPO / "Snakefile")], cwd=folder,
+                             text=True, encoding="utf-8", errors="replace", capture_output=True, check=False)
     seconds = time.perf_counter() - start
     text = result.stdout + result.stderr
     if result.returncode != 0:

@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
     names = argv or list(CASES)
     print(f"{'case':<10} {'shape':<16} {'Mvox':>6} {'template s':>10} {'subject s':>9} {'peak RSS MiB':>13}")
     for name in names:
-        out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True,
+                             text=True, encoding="utf-8", errors="replace", check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         shape = "x".join(str(n) for n in r["shape"])
         print(f"{r['case']:<10} {shape:<16} {r['voxels_M']:>6} {r['template_seconds']:>10} "

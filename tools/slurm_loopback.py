@@ -63,7 +63,7 @@ class Cluster:
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, text=True, capture_output=True, check=False, **kw)
+    return subprocess.run(cmd, text=True, encoding="utf-8", errors="replace", capture_output=True, check=False, **kw)
 
 
 def install() -> None:

@@ -84,7 +84,8 @@ def _slurm_args(*args: str) -> list[str]:
 
 def _jobs(cluster) -> list[dict[str, str]]:
     """Every job the controller still remembers (MinJobAge=300 s), as key=value fields."""
-    out = subprocess.run(["scontrol", "show", "job", "-o"], env=cluster.env(), text=True, capture_output=True,
+    out = subprocess.run(["scontrol", "show", "job", "-o"], env=cluster.env(),
+                         text=True, encoding="utf-8", errors="replace", capture_output=True,
                          check=False)
     jobs = []
     for line in out.stdout.splitlines():
@@ -195,7 +196,8 @@ def test_a_cancelled_training_job_resumes_from_its_checkpoint_on_rerun(cluster, 
            target]
     env = dict(cluster.env(), PYTHONPATH=str(REPO / "src"),
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    first = subprocess.Popen(cmd, cwd=remote, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(cmd, cwd=remote, env=env, text=True, encoding="utf-8", errors="replace",
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         job = _wait_for_checkpoint_then_cancel(cluster, work / "method-unet_fold-0_view-sagittal")
         out, _ = first.communicate(timeout=300)
@@ -223,7 +225,8 @@ def _wait_for_checkpoint_then_cancel(cluster, work: Path, timeout: float = 600) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if list(work.glob("**/last.pt")):
-            queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster.env(), text=True,
+            queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster.env(),
+                                   text=True, encoding="utf-8", errors="replace",
                                    capture_output=True, check=False).stdout
             jobs = [line.split()[0] for line in queue.splitlines() if "rule_train_model" in line]
             if jobs:

@@ -1,9 +1,18 @@
 """PyTorch part of mskseg: the only subpackage that imports torch.
 
-* :mod:`mskseg.nn.models` -- the segmentation networks of the papers (U-Net 2D/2.5D/3D, SegNet,
-  DeepLabV3+, U-Net with a VGG16 encoder), a name registry and :func:`~mskseg.nn.models.build_model`;
-* :mod:`mskseg.nn.weights` -- saving and loading model weights (local files only);
-* :mod:`mskseg.nn.losses` -- the segmentation losses.
+Three modules import no torch, so the workflow can read them while it builds the DAG:
+:mod:`mskseg.nn.settings` (a trained method's typed settings), :mod:`mskseg.nn.method` (the method,
+parsed from its config entry) and :mod:`mskseg.nn.weightmap` (the hip paper's distance weight map).
+The rest, by job:
+
+* networks and their weights -- :mod:`~mskseg.nn.models`, :mod:`~mskseg.nn.weights`;
+* training -- :mod:`~mskseg.nn.losses`, :mod:`~mskseg.nn.data`, :mod:`~mskseg.nn.augment`,
+  :mod:`~mskseg.nn.multiplanar` (MPUNet's views), :mod:`~mskseg.nn.engine` (the loop),
+  :mod:`~mskseg.nn.checkpoint` (resumable state and epoch files), :mod:`~mskseg.nn.history`,
+  :mod:`~mskseg.nn.fit` (one view's model), :mod:`~mskseg.nn.transfer` (interactive rounds),
+  :mod:`~mskseg.nn.training` (what the rules run);
+* prediction -- :mod:`~mskseg.nn.inference` (slices, sliding windows), :mod:`~mskseg.nn.predict`,
+  :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`.
 
 Nothing is imported here, so ``import mskseg.nn`` stays cheap; import the submodules.
 """

@@ -26,7 +26,7 @@ from mskseg.workflow.snakemake_compat import check_each_group_once
 from mskseg.workflow.targets import Targets
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Workflow:
     """The plan, the checkpoint tables and each stage's input functions."""
 

@@ -51,7 +51,7 @@ def _pattern(names: Any) -> str:
     return "|".join(names) or NOTHING
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DatasetPlan:
     """One dataset as the workflow plans it."""
 
@@ -123,7 +123,7 @@ class DatasetPlan:
         return evaluated_methods(self.config)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Plan:
     """Every dataset of a resolved configuration."""
 
@@ -132,9 +132,13 @@ class Plan:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], root: str = "results") -> Plan:
-        """The plan of a resolved configuration (:func:`mskseg.workflow.config.resolve_config`)."""
-        return cls(config, {name: DatasetPlan(name, ds, dataset_manifest(name, ds, root))
+        """The plan of a resolved configuration (:func:`mskseg.workflow.config.resolve_config`); every trained
+        method is parsed here, so a bad setting stops the workflow before any job runs."""
+        plan = cls(config, {name: DatasetPlan(name, ds, dataset_manifest(name, ds, root))
                             for name, ds in config["datasets"].items()})
+        for dataset in plan.datasets.values():
+            _ = dataset.trained
+        return plan
 
     def __getitem__(self, dataset: str) -> DatasetPlan:
         return self.datasets[dataset]
