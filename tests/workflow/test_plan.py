@@ -192,3 +192,66 @@ def test_load_workflow_resolves_plans_and_patches_the_group_check() -> None:
     assert wf.plan["knee"].config["shape"]["enabled"] is True  # defaults filled
     assert wf.targets.checkpoints is wf.tables is wf.shape.checkpoints  # one reader of the checkpoint tables
     assert "datasets" in raw and "batch_subjects" not in raw  # the caller's config is not changed
+
+
+# ---- the settings each stage reads, and the rule logs ---------------------------------------------
+def test_each_stage_reads_its_settings(config) -> None:
+    from mskseg.workflow.config import deep_merge, validate_schema
+    from mskseg.workflow.settings import (
+        check_evaluation,
+        evaluated_methods,
+        evaluation_settings,
+        source_kind,
+        table_metrics,
+    )
+
+    knee = config["datasets"]["knee"]
+    assert source_kind(knee) == "synthetic" and source_kind({"source": {"layout": {}}}) == "layout"
+    assert evaluated_methods(knee) == ["unet2d", "perturbedMild"]
+    assert evaluated_methods({"methods": {"a": {}, "b": {}}}) == ["a", "b"]  # default: every method, config order
+    assert evaluation_settings(knee) == {"percentile": 95.0, "gap_eps_mm": 10.0, "collision_eps_mm": None,
+                                         "fov_axis": "LR", "threads": 1}
+    assert table_metrics(knee) == ["dice", "voe", "hd95_mm", "assd_mm"]
+    assert table_metrics({}) == ["dice", "voe", "hd_mm", "hd95_mm", "assd_mm"]
+    with pytest.raises(ConfigError, match=r"datasets\.knee\.evaluation\.methods: \['other'\] not among"):
+        check_evaluation("knee", {**knee, "evaluation": {"methods": ["other"]}})
+    with pytest.raises(ConfigError, match=r"evaluation\.fov\.structures: \['patella'\]"):
+        check_evaluation("knee", {**knee, "evaluation": {"fov": {"structures": ["patella"]}}})
+    with pytest.raises(ConfigError, match=r"methods\.mine\.path: needs a \{subject\} placeholder"):
+        files = {"mine": {"kind": "files", "path": "/p.nii.gz"}}
+        check_evaluation("knee", {**knee, "evaluation": {}, "methods": files})
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": [1]}, {"a": {"b": 5}, "d": [2]}) == {"a": {"b": 5, "c": 2},
+                                                                                     "d": [2]}
+    bad = {"datasets": {"k": {**knee, "modality": "pet"}}}
+    with pytest.raises(Exception, match="'pet' is not one of"):
+        validate_schema(bad)
+
+
+def test_rule_logs_keep_the_error_where_snakemake_points(tmp_path: Path) -> None:
+    import sys
+
+    from mskseg.workflow.logs import setup_logging
+
+    log = tmp_path / "logs" / "rule.log"
+    before = sys.excepthook
+    try:
+        logger = setup_logging(log, "rule")
+        logger.info("mean %s", "± 0.1")
+        assert logger.name == "mskseg.rule"
+        try:
+            raise ValueError("a broken input")
+        except ValueError as err:
+            sys.excepthook(type(err), err, err.__traceback__)
+    finally:
+        sys.excepthook = before
+    text = log.read_text(encoding="utf-8")
+    assert "INFO mskseg.rule: mean ± 0.1" in text and "ERROR: Traceback" in text and "a broken input" in text
+
+
+def test_checkpoint_table_paths(tmp_path: Path) -> None:
+    cps = FakeCheckpoints()
+    cps.qc_done("hip", tmp_path, passed=["h"])
+    tables = CheckpointTables(cps)
+    assert tables.subjects_table("hip") == str(tmp_path / "hip_subjects.tsv")
+    with pytest.raises(NotYet):
+        tables.splits_table("hip")
