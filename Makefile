@@ -32,8 +32,10 @@ $(DEVSTAMP): $(STAMP)
 	$(PIP) -e '.[dev,torch,slurm]' torch==2.13.0
 	touch $(DEVSTAMP)
 
+# Through mskseg.workflow.resume: after a crash the same command removes a stale lock and goes on
+# (--rerun-incomplete; trainings resume after their last finished epoch).
 demo: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) $(RATE) $(GPU_LIMIT)
+	$(BIN)/python -m mskseg.workflow.resume --cores $(CORES) $(RATE) $(GPU_LIMIT)
 	@echo "Demo done: see results/ (README, 'What the demo produces')."
 
 test: $(DEVSTAMP)

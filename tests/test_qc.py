@@ -116,3 +116,41 @@ def test_summary_lists_every_subject(tmp_path: Path) -> None:
 def test_settings_reject_unknown_expected_structure() -> None:
     with pytest.raises(ValueError, match="not declared"):
         QCSettings(labels=LABELS, expected=("c",))
+
+
+def test_a_huge_label_value_fails_without_memory_for_every_value(tmp_path: Path, pair) -> None:
+    import tracemalloc
+
+    image, mask = pair
+    huge = mask.array.astype(np.int32)
+    huge[0, 0, 0] = 2_000_000_000  # np.bincount would allocate 16 GB
+    tracemalloc.start()
+    result = _run(tmp_path, image, mask.with_array(huge))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result["label_values"][0] == "fail" and "2000000000 (1 voxels)" in result["label_values"][1]
+    assert peak < 100e6  # bincount up to the value: 16 GB
+
+
+def test_an_unexpected_error_is_recorded_as_a_failed_check(tmp_path: Path, pair, monkeypatch) -> None:
+    import mskseg.qc
+
+    def broken(_image):
+        raise MemoryError("out of memory in the intensity check")
+
+    monkeypatch.setattr(mskseg.qc, "_check_intensity", broken)
+    result = _run(tmp_path, *pair)
+    assert result["image_intensity"] == ("fail", "unexpected error: MemoryError: out of memory in the intensity check")
+    assert result["image_spacing"][0] == "pass"
+    assert {result[c][0] for c in ("label_read", "geometry", "label_values", "structures_present")} == {"skipped"}
+
+
+def test_a_truncated_image_fails_qc(tmp_path: Path, pair) -> None:
+    image, mask = pair
+    write_volume(image, tmp_path / "img.nii.gz")
+    write_volume(mask, tmp_path / "msk.nii.gz")
+    content = (tmp_path / "img.nii.gz").read_bytes()
+    (tmp_path / "img.nii.gz").write_bytes(content[: len(content) // 2])
+    records, image_read, _ = check_subject("s1", tmp_path / "img.nii.gz", tmp_path / "msk.nii.gz",
+                                           QCSettings(labels=LABELS))
+    assert image_read is None and records[0].status == "fail" and "truncated" in records[0].detail

@@ -73,58 +73,91 @@ class QCSettings:
 
 def check_subject(subject: str, image_path: str | Path, label_path: str | Path | None,
                   settings: QCSettings) -> tuple[list[QCRecord], Volume | None, Volume | None]:
-    """Run every check; returns the records and the image and (re-headered) mask if they read."""
-    records: list[QCRecord] = []
+    """Run every check; returns the records and the image and (re-headered) mask if they read.
 
-    def add(check: str, status: str, detail: str = "") -> None:
-        records.append(QCRecord(subject, check, status, detail))
+    Never raises for a bad subject: an error a check does not expect (an exception of any kind, memory
+    included) fails that check with the error's type and message, and the checks after it are skipped.
+    """
+    run = _Checks(subject)
+    try:
+        image, mask = _run_checks(run, image_path, label_path, settings)
+    except Exception as err:  # whatever goes wrong with one subject is recorded, and the run goes on
+        run.add(run.current, "fail", f"unexpected error: {type(err).__name__}: {err}")
+        run.skip_rest(run.current, f"{run.current} failed")
+        return run.records, None, None
+    return run.records, image, mask
 
-    def skip_rest(after: str, why: str) -> None:
+
+class _Checks:
+    """The records of one subject, and the check running now."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.records: list[QCRecord] = []
+        self.current = CHECKS[0]
+
+    def start(self, check: str) -> None:
+        self.current = check
+
+    def add(self, check: str, status: str, detail: str = "") -> None:
+        self.records.append(QCRecord(self.subject, check, status, detail))
+
+    def skip_rest(self, after: str, why: str) -> None:
         for check in CHECKS[CHECKS.index(after) + 1:]:
-            if not any(r.check == check for r in records):
-                add(check, "skipped", why)
+            if not any(r.check == check for r in self.records):
+                self.add(check, "skipped", why)
 
+
+def _run_checks(run: _Checks, image_path: str | Path, label_path: str | Path | None,
+                settings: QCSettings) -> tuple[Volume | None, Volume | None]:
     try:
         image = read_volume(image_path)
     except VolumeReadError as err:
-        add("image_read", "fail", str(err))
-        skip_rest("image_read", "image unreadable")
-        return records, None, None
-    add("image_read", "pass", f"{image.shape} {image.array.dtype}")
-    add("image_spacing", *_check_spacing(image, settings.spacing_range_mm))
-    add("image_intensity", *_check_intensity(image))
+        run.add("image_read", "fail", str(err))
+        run.skip_rest("image_read", "image unreadable")
+        return None, None
+    run.add("image_read", "pass", f"{image.shape} {image.array.dtype}")
+    run.start("image_spacing")
+    run.add("image_spacing", *_check_spacing(image, settings.spacing_range_mm))
+    run.start("image_intensity")
+    run.add("image_intensity", *_check_intensity(image))
 
     if not label_path:
         for check in CHECKS[CHECKS.index("label_read"):]:
-            add(check, "skipped", "no label given")
-        return records, image, None
+            run.add(check, "skipped", "no label given")
+        return image, None
+    run.start("label_read")
     try:
         mask = read_volume(label_path)
     except VolumeReadError as err:
-        add("label_read", "fail", str(err))
-        skip_rest("label_read", "label unreadable")
-        return records, image, None
-    add("label_read", "pass", f"{mask.shape} {mask.array.dtype}")
+        run.add("label_read", "fail", str(err))
+        run.skip_rest("label_read", "label unreadable")
+        return image, None
+    run.add("label_read", "pass", f"{mask.shape} {mask.array.dtype}")
 
+    run.start("geometry")
     try:
         fixed, fix = apply_mask_geometry(image, mask, settings.mask_geometry)
     except GeometryError as err:
-        add("geometry", "fail", f"{label_path}: {err}")
-        skip_rest("geometry", "mask not on the image grid")
-        return records, image, None
+        run.add("geometry", "fail", f"{label_path}: {err}")
+        run.skip_rest("geometry", "mask not on the image grid")
+        return image, None
     mismatches = fixed.geometry_mismatches(image, settings.spacing_tol_mm, settings.origin_tol_mm,
                                            settings.direction_tol)
     if mismatches:
-        add("geometry", "fail", f"{label_path} vs image: " + "; ".join(mismatches))
-        skip_rest("geometry", "mask not on the image grid")
-        return records, image, None
+        run.add("geometry", "fail", f"{label_path} vs image: " + "; ".join(mismatches))
+        run.skip_rest("geometry", "mask not on the image grid")
+        return image, None
     if fix.changed:
-        add("geometry", "fixed", "mask re-headered from its image (was: " + "; ".join(fix.changes) + ")")
+        run.add("geometry", "fixed", "mask re-headered from its image (was: " + "; ".join(fix.changes) + ")")
     else:
-        add("geometry", "pass")
-    add("label_values", *_check_label_values(fixed.array, settings.labels))
-    add("structures_present", *_check_structures(fixed.array, settings))
-    return records, image, fixed
+        run.add("geometry", "pass")
+    run.start("label_values")
+    counts = _label_counts(fixed.array)
+    run.add("label_values", *_check_label_values(counts, settings.labels))
+    run.start("structures_present")
+    run.add("structures_present", *_check_structures(counts, settings))
+    return image, fixed
 
 
 def _check_spacing(image: Volume, limits: tuple[float, float]) -> tuple[str, str]:
@@ -154,16 +187,18 @@ def _label_counts(array: np.ndarray) -> dict[int, int] | str:
             return "mask holds NaN or infinite values"
         if not np.array_equal(array, np.round(array)):
             return "mask holds non-integer values"
-    ints = array.astype(np.int64, copy=False)
-    lo = int(ints.min())
+    ints = array.astype(np.int64, copy=False).ravel()
+    lo, hi = int(ints.min()), int(ints.max())
     if lo < 0:
         return f"mask holds negative values (min {lo})"
-    counts = np.bincount(ints.ravel())
-    return {int(v): int(c) for v, c in enumerate(counts) if c}
+    if hi < max(1 << 16, ints.size):  # a count per value up to the largest: at most as many as there are voxels
+        counts = np.bincount(ints)
+        return {int(v): int(c) for v, c in enumerate(counts) if c}
+    values, counts = np.unique(ints, return_counts=True)  # a sort: memory in proportion to the voxels
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
-def _check_label_values(array: np.ndarray, labels: Mapping[str, int]) -> tuple[str, str]:
-    counts = _label_counts(array)
+def _check_label_values(counts: dict[int, int] | str, labels: Mapping[str, int]) -> tuple[str, str]:
     if isinstance(counts, str):
         return "fail", counts
     declared = {0, *map(int, labels.values())}
@@ -174,8 +209,7 @@ def _check_label_values(array: np.ndarray, labels: Mapping[str, int]) -> tuple[s
     return "pass", ", ".join(f"{v}:{c}" for v, c in sorted(counts.items()))
 
 
-def _check_structures(array: np.ndarray, settings: QCSettings) -> tuple[str, str]:
-    counts = _label_counts(array)
+def _check_structures(counts: dict[int, int] | str, settings: QCSettings) -> tuple[str, str]:
     if isinstance(counts, str):
         return "skipped", counts
     by_value = {int(v): n for n, v in settings.labels.items()}

@@ -102,13 +102,23 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_remove_temporaries_only_touches_temporary_files(tmp_path):
-    (tmp_path / ".tmp-1234abcd-last.pt").write_bytes(b"x")
+def test_remove_temporaries_only_touches_abandoned_temporary_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process id that no longer runs
+    (tmp_path / ".tmp-1234abcd-last.pt").write_bytes(b"x")  # the old form: no owner recorded
+    (tmp_path / f".tmp-p{dead}-00aa-best_weights.pt").write_bytes(b"x")
+    (tmp_path / f".tmp-p{os.getpid()}-00bb-last.pt").write_bytes(b"mine")  # this process is writing it
+    (tmp_path / f".tmp-p{os.getppid()}-00cc-last.pt").write_bytes(b"a live writer's")
     (tmp_path / "last.pt").write_bytes(b"y")
     (tmp_path / "notes.tmp-").write_bytes(b"z")
     removed = remove_temporaries(tmp_path)
-    assert [p.name for p in removed] == [".tmp-1234abcd-last.pt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp-"]
+    assert sorted(p.name for p in removed) == [".tmp-1234abcd-last.pt", f".tmp-p{dead}-00aa-best_weights.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        "last.pt", "notes.tmp-", f".tmp-p{os.getpid()}-00bb-last.pt", f".tmp-p{os.getppid()}-00cc-last.pt"])
     assert remove_temporaries(tmp_path / "absent") == []
 
 

@@ -168,6 +168,29 @@ def test_input_fingerprint_changes_with_files_and_settings(files, tmp_path) -> N
     assert input_fingerprint([a], {"x": 1}) != first
 
 
+def test_resume_is_decided_by_the_inputs_content_not_their_times(tmp_path) -> None:
+    import os
+    import shutil
+
+    from mskseg.io.checksums import Digests
+
+    a = tmp_path / "a.nii.gz"
+    a.write_bytes(b"some volume")
+    store = tmp_path / "work" / "digests.json"
+    first = input_fingerprint([a], {"x": 1}, Digests(store))
+    os.utime(a, ns=(1, 1))  # touched
+    touched = Digests(store)
+    assert input_fingerprint([a], {"x": 1}, touched) == first and touched.read == 1  # read again: same content
+    cached = Digests(store)
+    assert input_fingerprint([a], {"x": 1}, cached) == first and cached.read == 0  # unchanged: not read again
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(a, copy / "a.nii.gz")  # copied: another path and modification time
+    assert input_fingerprint([copy / "a.nii.gz"], {"x": 1}, Digests(store)) == first
+    a.write_bytes(b"some volumE")
+    assert input_fingerprint([a], {"x": 1}, cached) != first and cached.read == 1
+
+
 def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
     import fit_fusion
     import predict_subject

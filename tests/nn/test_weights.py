@@ -72,9 +72,8 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     save_weights(first, path)
     original = path.read_bytes()
 
-    def broken_save(obj, target):
-        with open(target, "wb") as fh:  # a half-written temporary file
-            fh.write(b"partial")
+    def broken_save(obj, handle):
+        handle.write(b"partial")  # a half-written temporary file
         raise OSError("disk full")
 
     monkeypatch.setattr(weights_module.torch, "save", broken_save)
@@ -82,6 +81,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         save_weights(_model("unet2d", seed=1), path)
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_equal_weights_give_identical_files(tmp_path):
+    save_weights(_model("unet2d", seed=0), tmp_path / "a.pt")
+    save_weights(_model("unet2d", seed=0), tmp_path / "other_name.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other_name.pt").read_bytes()
 
 
 def test_missing_file_names_the_path(tmp_path):

@@ -255,3 +255,24 @@ def test_checkpoint_table_paths(tmp_path: Path) -> None:
     assert tables.subjects_table("hip") == str(tmp_path / "hip_subjects.tsv")
     with pytest.raises(NotYet):
         tables.splits_table("hip")
+
+
+def test_a_log_keeps_every_attempt(tmp_path: Path) -> None:
+    import sys
+
+    from mskseg.workflow.logs import ATTEMPT, attempts_path, setup_logging
+
+    log = tmp_path / "job.log"
+    before = sys.excepthook
+    try:
+        setup_logging(log, "job").warning("the first attempt failed here")
+        log.unlink()  # Snakemake deletes a job's log before it runs the job again
+        setup_logging(log, "job").info("the second attempt")
+    finally:
+        sys.excepthook = before
+    assert attempts_path(log) == tmp_path / "job.attempts.log"
+    lines = attempts_path(log).read_text(encoding="utf-8").splitlines()
+    assert [line.startswith(ATTEMPT) for line in lines] == [True, False, True, False]
+    assert "the first attempt failed here" in lines[1] and "the second attempt" in lines[3]
+    current = log.read_text(encoding="utf-8").splitlines()
+    assert current[0].startswith(ATTEMPT) and current[1:] == lines[3:]

@@ -9,6 +9,7 @@ way for every format. Arrays come back in index order ``(i, j, k)`` (see :mod:`m
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from mskseg.io.atomic import atomic_path, split_suffix
+from mskseg.io.complete import IncompleteVolumeError, check_complete
 from mskseg.volume import Volume
 
 FILE_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr")
@@ -79,11 +81,17 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
         raise VolumeReadError(p, "file does not exist")
     fmt = volume_format(p)
     try:
+        check_complete(p, fmt)
+    except IncompleteVolumeError as err:
+        raise VolumeReadError(p, f"cannot be read as {fmt}: {err}") from None
+    except OSError as err:
+        raise VolumeReadError(p, f"cannot be read: {err.strerror or err}") from None
+    try:
         image = _read_dicom_series(p) if fmt == "dicom" else sitk.ReadImage(str(p))
     except VolumeReadError:
         raise
     except RuntimeError as err:  # SimpleITK reports every IO failure as RuntimeError
-        raise VolumeReadError(p, f"cannot be read as {fmt}: {_first_line(err)}") from err
+        raise VolumeReadError(p, f"cannot be read as {fmt}: {itk_reason(err)}") from err
     if image.GetDimension() != 3:
         raise VolumeReadError(p, f"is {image.GetDimension()}D, a 3D volume is needed")
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -104,9 +112,22 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def _first_line(err: Exception) -> str:
+def itk_reason(err: Exception) -> str:
+    """The meaningful line of a SimpleITK / ITK error.
+
+    ITK's message starts with the source location; then comes ``ITK ERROR: <Class>(0x...): <what>``,
+    possibly followed by ``Reason: <strerror>``, which is whatever ``errno`` last held (often "No such file
+    or directory" for a file that exists) and is left out. NRRD's reader reports ``[nrrd] ...`` lines, the
+    last the most specific; SimpleITK's own errors are ``sitk::ERROR: ...``.
+    """
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    # ITK messages start with the source location; the description is the last line
+    nrrd = [ln for ln in lines if ln.startswith("[nrrd]")]
+    if nrrd:
+        return nrrd[-1]
+    for marker in ("ITK ERROR:", "sitk::ERROR:"):
+        found = [ln for ln in lines if ln.startswith(marker)]
+        if found:
+            return re.sub(r"^\w+\(0x[0-9a-fA-F]+\):\s*", "", found[-1][len(marker):].strip())
     return lines[-1] if lines else type(err).__name__
 
 

@@ -19,12 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mskseg.io.atomic import atomic_path
+from mskseg.io.atomic import abandoned, atomic_path
 from mskseg.nn.history import history_frame, plot_history, write_history
 from mskseg.nn.weights import save_weights
 
-#: the prefix :func:`mskseg.io.atomic.atomic_path` gives temporary files
-TEMPORARY_PREFIX = ".tmp-"
 #: the files :func:`mskseg.nn.engine.train` keeps in its work folder
 STATE, BEST, LAST, HISTORY, CURVE, TENSORBOARD = ("last.pt", "best_weights.pt", "last_weights.pt", "history.csv",
                                                   "curve.png", "tensorboard")
@@ -79,17 +77,17 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed writer left in ``folder`` (names starting ``.tmp-``).
+    """Delete the temporary files a killed writer left in ``folder`` (:func:`mskseg.io.atomic.abandoned`:
+    names starting ``.tmp-`` whose writing process no longer runs; another live writer's are kept).
 
-    Only for folders that one process writes at a time (a training work folder). Returns the
-    removed paths; a missing folder is no error.
+    Returns the removed paths; a missing folder is no error.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for item in folder.iterdir():
-        if item.name.startswith(TEMPORARY_PREFIX) and item.is_file():
+        if item.is_file() and abandoned(item.name):
             item.unlink(missing_ok=True)
             removed.append(item)
     return removed

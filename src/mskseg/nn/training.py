@@ -6,8 +6,12 @@
 * :func:`fit_fold_fusion` -- ``fit_fusion``: the three-plane fusion weights on the validation subjects.
 
 Each training job keeps its checkpoints in a working folder named after a fingerprint of its
-inputs (names, sizes, modification times) and settings: a job killed and re-run on the same inputs
-resumes from its last checkpoint; changed inputs or settings start a fresh run.
+inputs' names and contents (SHA-256, :class:`mskseg.io.checksums.Digests`) and of its settings: a job
+killed and re-run on the same inputs resumes from its last checkpoint, also after the inputs were
+copied or touched; changed inputs or settings start a fresh run. A job holds an exclusive lock on its
+work folder while it trains (:func:`mskseg.io.locks.folder_lock`): a second job for the same model, such
+as one started by a new run while an orphan of a killed run still trains, waits for it and then resumes
+from (or returns) what it finished.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from mskseg.io.atomic import atomic_path
+from mskseg.io.checksums import Digests, file_sha256
+from mskseg.io.locks import folder_lock
 from mskseg.io.tables import write_table
 from mskseg.nn import device as dev
 from mskseg.nn.data import Case, load_case
@@ -66,12 +72,16 @@ def load_cases(names: Sequence[str], images: Sequence[PathLike], masks: Sequence
     return cases
 
 
-def input_fingerprint(paths: Sequence[PathLike], settings: Mapping[str, Any]) -> str:
-    """A short hash of the files' names, sizes and modification times and of ``settings``."""
+def input_fingerprint(paths: Sequence[PathLike], settings: Mapping[str, Any], digests: Digests | None = None) -> str:
+    """A short hash of the files' names and contents (SHA-256) and of ``settings``.
+
+    ``digests``: a cache of the files' digests (read again only for a file whose size or modification
+    time changed); without one every file is read.
+    """
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in paths:
-        st = os.stat(path)
-        h.update(f"{Path(path).name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    values = digests.of(paths) if digests is not None else [file_sha256(p) for p in paths]
+    for path, value in zip(paths, values, strict=True):
+        h.update(f"{Path(path).name}:{value};".encode())
     return h.hexdigest()[:16]
 
 
@@ -106,8 +116,12 @@ def export_model(result: TrainResult, info: ModelInfo, files: ModelFiles, *, rou
         write_table(rounds, files.rounds)
 
 
+#: the digest cache of a job's work folder
+DIGESTS = "digests.json"
+
+
 def _run_dir(workdir: PathLike, prefix: str, inputs: Sequence[PathLike], key: Mapping[str, Any]) -> Path:
-    return Path(workdir) / (prefix + input_fingerprint(inputs, key))
+    return Path(workdir) / (prefix + input_fingerprint(inputs, key, Digests(Path(workdir) / DIGESTS)))
 
 
 def train_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjects: Mapping[str, Sequence[str]],
@@ -124,13 +138,14 @@ def train_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjects:
     cases = {role: load_cases(subjects[role], files[f"{role}_image"], files[f"{role}_mask"],
                               files.get(f"{role}_weight") or None, label_values=values) for role in ("train", "val")}
     inputs = [p for key in sorted(files) for p in files[key]] + ([pretrained] if pretrained else [])
-    run_dir = _run_dir(workdir, "", inputs, {"spec": repr(spec), "labels": dict(labels), "view": view,
-                                              "subjects": {k: list(v) for k, v in subjects.items()}})
-    logger.info("method %s, view %s: %d training and %d validation subjects; checkpoints in %s", spec.name, view,
-                len(cases["train"]), len(cases["val"]), run_dir)
-    result, info, rounds = run_training(spec, view, cases["train"], cases["val"], labels, run_dir,
-                                        init_weights=pretrained, logger=logger)
-    export_model(result, info, outputs, rounds=rounds, title=title)
+    with folder_lock(workdir, logger=logger):
+        run_dir = _run_dir(workdir, "", inputs, {"spec": repr(spec), "labels": dict(labels), "view": view,
+                                                  "subjects": {k: list(v) for k, v in subjects.items()}})
+        logger.info("method %s, view %s: %d training and %d validation subjects; checkpoints in %s", spec.name,
+                    view, len(cases["train"]), len(cases["val"]), run_dir)
+        result, info, rounds = run_training(spec, view, cases["train"], cases["val"], labels, run_dir,
+                                            init_weights=pretrained, logger=logger)
+        export_model(result, info, outputs, rounds=rounds, title=title)
     logger.info("best epoch %d (%s %.4f) of %d; model %s", result.best_epoch, spec.train.monitor, result.best_value,
                 result.epochs_run, outputs.model)
     return result
@@ -144,12 +159,13 @@ def pretrain_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjec
     pre = spec.pretraining()
     values = list(labels.values())
     cases = load_cases(subjects, images, poor_masks, label_values=values)
-    run_dir = _run_dir(workdir, "pretrain-", [*images, *poor_masks],
-                       {"spec": repr(pre), "labels": dict(labels), "view": view})
-    logger.info("method %s, view %s: pre-training on the poor labels of %d subjects; checkpoints in %s", spec.name,
-                view, len(cases), run_dir)
-    result, info = train_view(pre, view, cases, [], values, run_dir, logger=logger)
-    export_model(result, info, outputs)
+    with folder_lock(workdir, logger=logger):
+        run_dir = _run_dir(workdir, "pretrain-", [*images, *poor_masks],
+                           {"spec": repr(pre), "labels": dict(labels), "view": view})
+        logger.info("method %s, view %s: pre-training on the poor labels of %d subjects; checkpoints in %s",
+                    spec.name, view, len(cases), run_dir)
+        result, info = train_view(pre, view, cases, [], values, run_dir, logger=logger)
+        export_model(result, info, outputs)
     logger.info("pre-trained for %d epochs; best train_loss %.4f at epoch %d", result.epochs_run, result.best_value,
                 result.best_epoch)
     return result

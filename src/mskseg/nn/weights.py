@@ -44,11 +44,13 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
 
     The parent folder is created if needed. The file is first written to a temporary file in the
     same folder and then renamed over ``path``, so ``path`` holds either the old or the new weights.
+    Saved through an open file, so the archive inside is named ``archive`` whatever the file's name:
+    equal weights give byte-identical files.
     """
     path = Path(path)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
     return path
 
 
