@@ -76,3 +76,21 @@ def test_a_metaimage_without_its_data_file(tmp_path: Path) -> None:
     data.unlink()
     with pytest.raises(VolumeReadError, match=r"a\.mhd: .*data file a\.raw does not exist"):
         read_volume(tmp_path / "a.mhd")
+
+
+def test_a_dicom_series_with_a_damaged_or_missing_slice_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from mskseg.io.volumes import write_dicom_series
+
+    array = np.random.default_rng(1).integers(1, 1000, size=(10, 12, 8)).astype(np.int16)
+    write_dicom_series(Volume(array, (1.0, 1.0, 2.0)), tmp_path / "a")
+    assert read_volume(tmp_path / "a").shape == (10, 12, 8)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    damaged = sorted((tmp_path / "a").iterdir())[3]
+    damaged.write_bytes(damaged.read_bytes()[:-200])  # GDCM would leave this slice out without a word
+    with pytest.raises(VolumeReadError, match=rf"not readable slices of its series .*{damaged.name}"):
+        read_volume(tmp_path / "a")
+    sorted((tmp_path / "b").iterdir())[3].unlink()
+    with pytest.raises(VolumeReadError, match=r"not evenly spaced: 4 mm between slices 3 and 4, 2 mm elsewhere"):
+        read_volume(tmp_path / "b")

@@ -12,7 +12,9 @@ NIfTI ``.nii.gz``       the gzip stream is read to its end (every member, CRC an
 MetaImage ``.mha``,     the data (``LOCAL`` after the header, or the ``ElementDataFile``) holds
 ``.mhd``                ``prod(DimSize) * channels * element size`` bytes; compressed data is a
                         zlib stream read to its end that inflates to exactly that size
-NRRD, DICOM             SimpleITK's own readers fail on truncated data with a clear message
+NRRD                    SimpleITK's own reader fails on truncated data with a clear message
+DICOM series            checked when the series is read (:mod:`mskseg.io.volumes`): every file is a
+                        slice of the series and the slices are evenly spaced
 ======================  =======================================================================
 
 Every problem raises :class:`IncompleteVolumeError` with the reason (the caller names the file).

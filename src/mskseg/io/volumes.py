@@ -107,9 +107,40 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise VolumeReadError(folder, f"folder holds {len(series)} DICOM series ({', '.join(series)}); "
                               "give one series per folder")
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    _check_series_complete(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     return reader.Execute()
+
+
+def _check_series_complete(folder: Path, files: tuple[str, ...]) -> None:
+    """Every file of the folder is a slice of the series, and the slices are evenly spaced.
+
+    GDCM leaves a damaged or truncated slice out of the series without an error, and ITK then stacks
+    the others with a warning only: the volume would silently miss a slice.
+    """
+    members = {Path(f).name for f in files}
+    others = sorted(f.name for f in folder.iterdir()
+                    if f.is_file() and not f.name.startswith(".") and f.name != "DICOMDIR" and f.name not in members)
+    if others:
+        raise VolumeReadError(folder, f"{len(others)} file(s) are not readable slices of its series (damaged, "
+                              f"truncated or of another kind): {', '.join(others[:5])}"
+                              + (" ..." if len(others) > 5 else ""))
+    if len(files) < 3:
+        return
+    positions = []
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        normal = np.cross(*np.asarray(reader.GetDirection(), float).reshape(3, 3).T[:2])
+        positions.append(float(np.dot(reader.GetOrigin(), normal)))
+    gaps = np.abs(np.diff(positions))
+    typical = float(np.median(gaps))
+    if typical > 0 and np.max(np.abs(gaps - typical)) > 0.01 * typical:
+        worst = int(np.argmax(np.abs(gaps - typical)))
+        raise VolumeReadError(folder, f"its slices are not evenly spaced: {gaps[worst]:.4g} mm between slices "
+                              f"{worst + 1} and {worst + 2}, {typical:.4g} mm elsewhere (a slice missing?)")
 
 
 def itk_reason(err: Exception) -> str:
