@@ -18,7 +18,7 @@ import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar, Self
 
 #: arithmetic the networks may run in (``auto``: bf16 on a GPU that supports it, else fp32)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -42,6 +42,22 @@ def _plain(settings: Any) -> dict[str, Any]:
             return {k: plain(v) for k, v in value.items()}
         return value
     return {f.name: plain(getattr(settings, f.name)) for f in fields(settings) if f.init}
+
+
+class _Settings:
+    """``from_dict`` (unknown keys raise ValueError naming them and the allowed ones; bad values raise in
+    ``__post_init__``) and ``to_dict`` (plain values) of a frozen settings dataclass; ``WHAT`` names it in errors."""
+
+    WHAT: ClassVar[str] = "method"
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> Self:
+        """Settings from a mapping (e.g. a config section); missing keys keep their defaults."""
+        return _from_dict(cls, values, cls.WHAT)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (tuples as lists), what :meth:`from_dict` reads back."""
+        return _plain(self)
 
 
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -78,7 +94,7 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float | int:
 
 
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(_Settings):
     """How :func:`train` trains; the defaults follow the hip paper (Adam 1e-5, lr x0.9 after 2 flat epochs).
 
     ``epochs``: maximum epochs; ``steps_per_epoch``: batches per epoch (None: one pass over the
@@ -94,6 +110,8 @@ class TrainSettings:
     ``progress``: a progress bar (None: when stderr is a terminal); ``tensorboard``: also log
     scalars for TensorBoard (needs the ``tensorboard`` package).
     """
+
+    WHAT: ClassVar[str] = "training"
 
     epochs: int = 40
     steps_per_epoch: int | None = None
@@ -151,14 +169,6 @@ class TrainSettings:
         if not isinstance(self.tensorboard, bool):
             raise ValueError(f"training setting 'tensorboard' must be true or false, got {self.tensorboard!r}")
 
-    @classmethod
-    def from_dict(cls, values: Mapping) -> TrainSettings:
-        """Settings from a mapping (e.g. a config section); unknown keys and bad values raise ValueError."""
-        return _from_dict(cls, values, "training")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the settings that change the weights: all but progress, tensorboard, num_workers."""
         kept = {k: v for k, v in dataclasses.asdict(self).items() if k not in _UNFINGERPRINTED}
@@ -171,7 +181,7 @@ BLUR_LENGTHS = (3, 7)
 
 
 @dataclass(frozen=True)
-class AugmentSettings:
+class AugmentSettings(_Settings):
     """What to augment and how strongly (all zero: no augmentation).
 
     Attributes
@@ -200,6 +210,8 @@ class AugmentSettings:
     deformed_weight : float
         ``sample_weight`` of an elastically deformed sample (1.0 otherwise).
     """
+
+    WHAT: ClassVar[str] = "augmentation"
 
     p: float = 0.5
     scale: float = 0.0
@@ -234,15 +246,6 @@ class AugmentSettings:
                              f"got {self.elastic_control_points}")
         object.__setattr__(self, "elastic_control_points", int(self.elastic_control_points))
 
-    @classmethod
-    def from_dict(cls, values: Mapping) -> AugmentSettings:
-        """Settings from a mapping (e.g. a config section); missing keys keep their defaults; an unknown key
-        or an invalid value raises ValueError."""
-        return _from_dict(cls, values, "augmentation")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
     @property
     def affine(self) -> bool:
         """Whether any affine component (zoom, rotation, shear) can be applied."""
@@ -270,9 +273,11 @@ def _fraction(where: str, value: Any, *, closed: bool = True) -> float:
 
 
 @dataclass(frozen=True)
-class MultiplanarSettings:
+class MultiplanarSettings(_Settings):
     """MPUNet's sampling (Perslev et al.): ``n_views`` random view normals at least ``min_angle_deg`` apart
     (drawn with ``seed``), slices of ``dim`` x ``dim`` pixels, ``samples_per_epoch`` training slices."""
+
+    WHAT: ClassVar[str] = "multiplanar"
 
     n_views: int = 6
     dim: int = 256
@@ -289,18 +294,13 @@ class MultiplanarSettings:
         object.__setattr__(self, "min_angle_deg", float(angle))
         object.__setattr__(self, "seed", int(self.seed))
 
-    @classmethod
-    def from_dict(cls, values: Mapping) -> MultiplanarSettings:
-        return _from_dict(cls, values, "multiplanar")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
 
 @dataclass(frozen=True)
-class PatchSettings:
+class PatchSettings(_Settings):
     """3D patches: ``size`` (voxels, index order), ``samples_per_case`` per epoch, the share of patches
     centred on foreground, and the sliding window's ``overlap`` at inference."""
+
+    WHAT: ClassVar[str] = "patch"
 
     size: tuple[int, int, int] = (64, 128, 128)
     samples_per_case: int = 8
@@ -318,18 +318,13 @@ class PatchSettings:
                                                                   self.foreground_fraction))
         object.__setattr__(self, "overlap", _fraction("patch setting 'overlap'", self.overlap, closed=False))
 
-    @classmethod
-    def from_dict(cls, values: Mapping) -> PatchSettings:
-        return _from_dict(cls, values, "patch")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
 
 @dataclass(frozen=True)
-class InferenceSettings:
+class InferenceSettings(_Settings):
     """Predictions: slices (or patches x 8) per forward pass, ``device`` (auto, cpu, cuda, cuda:N) and
     ``precision`` (auto, fp32, bf16, fp16)."""
+
+    WHAT: ClassVar[str] = "inference"
 
     batch_size: int = 32
     device: str = "auto"
@@ -342,13 +337,6 @@ class InferenceSettings:
         if self.precision not in PRECISIONS:
             raise ValueError(f"inference setting 'precision' must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping) -> InferenceSettings:
-        return _from_dict(cls, values, "inference")
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
 
 
 @dataclass(frozen=True)
@@ -363,9 +351,11 @@ class PretrainSettings:
 
 
 @dataclass(frozen=True)
-class InteractiveSettings:
+class InteractiveSettings(_Settings):
     """Fine-tuning in rounds (hip paper): the cumulative training-subject count of each round, and the
     distance (mm) within which two predicted classes collide in the |E| count logged after each round."""
+
+    WHAT: ClassVar[str] = "interactive"
 
     rounds: tuple[int, ...]
     collision_eps_mm: float = 2.0
@@ -377,8 +367,6 @@ class InteractiveSettings:
         object.__setattr__(self, "rounds", rounds)
         object.__setattr__(self, "collision_eps_mm", float(self.collision_eps_mm))
 
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
 
 
 __all__ = ["BLUR_LENGTHS", "MONITORS", "PRECISIONS", "SCHEDULES", "AugmentSettings", "InferenceSettings",
