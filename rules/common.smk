@@ -16,8 +16,15 @@ from mskseg.workflow.resources import (
     training_mem_mb,
 )
 
+# overrides: the user's --configfile/--config (datasets declared there replace the shipped ones);
 # dag_class: the work-around for Snakemake checking each batch group once per member (snakemake_compat.py)
-wf = load_workflow(config, checkpoints, dag_class=DAG)
+wf = load_workflow(
+    config,
+    checkpoints,
+    overrides=workflow.config_settings.overwrite_config,
+    shipped=["config.yaml", Path(workflow.basedir) / "config.yaml"],
+    dag_class=DAG,
+)
 
 
 wildcard_constraints:

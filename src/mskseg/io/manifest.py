@@ -133,7 +133,9 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def add_covariates(manifest: pd.DataFrame, path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Join a table of per-subject covariates (CSV/TSV with a ``subject`` column), e.g. KL grades."""
+    """Join a table of per-subject covariates (CSV/TSV with a ``subject`` column), e.g. KL grades.
+
+    A ``patient`` column there overrides the manifest's patient where it is not empty."""
     p = Path(path)
     if not p.is_file():
         raise ManifestError(f"{p}: covariates file does not exist")
@@ -144,11 +146,12 @@ def add_covariates(manifest: pd.DataFrame, path: str | os.PathLike[str]) -> pd.D
     if clash:
         raise ManifestError(f"{p}: covariate column(s) {', '.join(clash)} already in the manifest")
     cov["subject"] = cov["subject"].astype(str).str.strip()
-    out = manifest.drop(columns=["patient"] if "patient" in cov.columns else []).merge(
-        cov, on="subject", how="left")
-    if "patient" in cov.columns:
-        out["patient"] = out["patient"].fillna("").astype(str)
-        out.loc[out["patient"] == "", "patient"] = out["subject"]
+    given = cov.rename(columns={"patient": "_covariate_patient"})
+    out = manifest.merge(given, on="subject", how="left")
+    if "_covariate_patient" in out.columns:  # the covariates' patient wins where it names one
+        override = out["_covariate_patient"].fillna("").astype(str).str.strip()
+        out["patient"] = override.where(override != "", out["patient"])
+        out = out.drop(columns=["_covariate_patient"])
     return out
 
 

@@ -7,13 +7,14 @@ Snakemake's ``config`` as the user wrote it. Errors name the config key.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mskseg.errors import ConfigError
+from mskseg.io.visits import VisitPatternError, compile_visit_pattern
+from mskseg.workflow.compose import apply_scale, compose_config, deep_merge
 from mskseg.workflow.settings import check_evaluation, shape_models, source_kind
 
 #: the schema every configuration is validated against (defaults are filled from it)
@@ -33,40 +34,6 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overlay`` merged in, mappings recursively, everything else replaced."""
-    out = copy.deepcopy(dict(base))
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def apply_scale(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``scales[scale]`` onto the config.
-
-    A scale never replaces a dataset's real data: where a dataset's source is a manifest or a
-    layout and the overlay brings another kind of source, the overlay's source is ignored.
-    """
-    scale = config.get("scale", "demo")
-    scales = config.get("scales", {}) or {}
-    if scale not in scales and scale != "demo":
-        raise ConfigError(f"scale: {scale!r} is not defined under 'scales' (defined: {', '.join(scales) or 'none'})")
-    overlay = copy.deepcopy(scales.get(scale, {}) or {})
-    for name, ds_overlay in (overlay.get("datasets") or {}).items():
-        base_ds = (config.get("datasets") or {}).get(name)
-        if base_ds is None:
-            continue
-        new_src, old_src = ds_overlay.get("source"), base_ds.get("source")
-        if isinstance(new_src, Mapping) and isinstance(old_src, Mapping) and set(new_src) != set(old_src):
-            del ds_overlay["source"]
-    overlay.setdefault("datasets", {})
-    overlay["datasets"] = {k: v for k, v in overlay["datasets"].items() if k in (config.get("datasets") or {})}
-    return deep_merge(config, overlay)
-
-
 def validate_schema(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """Validate ``config`` in place against the JSON schema, filling its defaults (Snakemake's validator)."""
     from snakemake.utils import validate  # imported here: the library's other users need no Snakemake
@@ -74,12 +41,17 @@ def validate_schema(config: dict[str, Any], schema: str | Path = SCHEMA) -> None
     validate(config, schema=str(Path(schema).resolve()))
 
 
-def resolve_config(config: Mapping[str, Any], schema: str | Path = SCHEMA) -> dict[str, Any]:
-    """The configuration the workflow runs with: scale applied, validated, defaults filled, checked.
+def resolve_config(config: Mapping[str, Any], schema: str | Path = SCHEMA, *,
+                   overrides: Mapping[str, Any] | None = None, shipped: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """The configuration the workflow runs with: the user's datasets in place of the shipped ones, the
+    scale applied, validated, defaults filled, checked (:mod:`mskseg.workflow.compose`).
 
+    ``overrides``: what the user's ``--configfile`` files and ``--config`` declare; ``shipped``: the
+    shipped ``config.yaml`` as written (the datasets a user dataset may name as its ``template``).
     Returns a new dict; ``config`` is not changed.
     """
-    resolved = apply_scale(config)
+    resolved = compose_config(config, overrides, shipped)
     validate_schema(resolved, schema)
     for name, dataset in resolved["datasets"].items():
         check_dataset(name, dataset)
@@ -118,6 +90,12 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     split = dataset.get("split", {})
     if split.get("method") == "fixed" and not split.get("file"):
         raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
+    pattern = (dataset["source"].get(source_kind(dataset)) or {}).get("visit_pattern")
+    if pattern is not None:
+        try:
+            compile_visit_pattern(pattern, f"{key}.source.{source_kind(dataset)}.visit_pattern")
+        except VisitPatternError as err:
+            raise ConfigError(str(err)) from err
     if split.get("stratify") and source_kind(dataset) == "synthetic":
         raise ConfigError(f"{key}.split.stratify: synthetic datasets have no column to stratify by")
 

@@ -6,13 +6,14 @@ builds the parse-time plan and gives the rules their input functions, grouped by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mskseg.workflow.batches import BatchInputs
 from mskseg.workflow.checkpoints import CheckpointTables
+from mskseg.workflow.compose import read_shipped
 from mskseg.workflow.config import SCHEMA, resolve_config
 from mskseg.workflow.data import DataInputs
 from mskseg.workflow.evaluation import EvaluationInputs
@@ -56,15 +57,21 @@ class Workflow:
 
 
 def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | Path = SCHEMA,
+                  overrides: Mapping[str, Any] | None = None, shipped: Sequence[str | Path] = (),
                   dag_class: type | None = None) -> Workflow:
-    """Resolve ``config`` (scale, schema defaults, cross-field checks), plan it and build the input functions.
+    """Resolve ``config`` (the user's datasets, scale, schema defaults, cross-field checks), plan it and build
+    the input functions.
 
-    ``dag_class``: Snakemake's ``DAG``, given the group-check work-around of
+    ``overrides``: what the user's ``--configfile`` files and ``--config`` declare (Snakemake's
+    ``workflow.config_settings.overwrite_config``): datasets declared there replace the shipped ones;
+    ``shipped``: where the shipped ``config.yaml`` may be, the first found wins (the templates of user
+    datasets). ``dag_class``: Snakemake's ``DAG``, given the group-check work-around of
     :mod:`mskseg.workflow.snakemake_compat` (batch groups make the unpatched check quadratic).
     """
     if dag_class is not None:
         check_each_group_once(dag_class)
-    return Workflow.build(Plan.from_config(resolve_config(config, schema)), checkpoints)
+    resolved = resolve_config(config, schema, overrides=overrides, shipped=read_shipped(*shipped))
+    return Workflow.build(Plan.from_config(resolved), checkpoints)
 
 
 __all__ = ["Workflow", "load_workflow"]

@@ -44,7 +44,7 @@ def dataset_manifest(name: str, dataset: Mapping[str, Any], root: str = "results
     kind = source_kind(dataset)
     if kind == "synthetic":
         return synthetic_manifest(name, dataset["source"]["synthetic"], root)
-    return read_source(kind, dataset["source"][kind])
+    return read_source(kind, dataset["source"][kind], f"datasets.{name}.source.{kind}")
 
 
 def _pattern(names: Any) -> str:
