@@ -81,9 +81,11 @@ rule landmarks_batch:
 
 
 rule correspondence_table:
-    """Correspondence quality of every subject of a shape model in one table (and a summary in the log)."""
+    """Correspondence quality of every subject of a shape model in one table, the reference marked (and the
+    means, without the reference, in the log)."""
     input:
         tables=wf.batches.tables_of(out("landmarks", "correspondence.tsv", batch="{batch}"), "passed"),
+        reference=out("registration", "reference.tsv", bone="{bone}"),
     output:
         table=out("landmarks", "correspondence.tsv", bone="{bone}"),
     log:

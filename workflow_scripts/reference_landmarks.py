@@ -10,6 +10,7 @@ from mskseg.io.landmarks import write_landmarks_csv, write_slicer_markups
 from mskseg.io.tables import read_table
 from mskseg.landmarks.correspondence import reference_truth, sample_reference
 from mskseg.registration.reference import chosen_instance
+from mskseg.registration.trim import TrimSpec
 from mskseg.workflow.logs import setup_logging
 
 
@@ -17,7 +18,8 @@ def main(*, mask: Path, table: Path, truth: list[Path], truth_subjects: list[str
          landmarks: Path, markups: Path, truth_out: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "reference_landmarks")
     ref = chosen_instance(read_table(table))
-    points = sample_reference(read_volume(mask), shape["n_landmarks"], seed=shape["landmark_seed"])
+    points = sample_reference(read_volume(mask), shape["n_landmarks"], seed=shape["landmark_seed"],
+                              trim=TrimSpec.from_dict(shape.get("trim")))
     write_landmarks_csv(points, landmarks)
     write_slicer_markups(points, markups, name=f"{ref.structure}")
     ref_truth = reference_truth(ref.subject, ref.structure, ref.mirrored,

@@ -11,8 +11,8 @@ from mskseg.io.tables import write_json
 from mskseg.io.volumes import to_sitk
 from mskseg.registration import set_threads
 from mskseg.registration.fields import write_field, write_transform
-from mskseg.registration.masks import structure_mask
 from mskseg.registration.pipeline import RegistrationSettings, register_to_reference
+from mskseg.registration.trim import TrimSpec, short_message, trimmed_structure
 from mskseg.workflow.logs import setup_logging
 
 
@@ -21,14 +21,17 @@ def main(*, mask: Path, reference: Path, subject: str, structure: str, mirrored:
     logger = setup_logging(log, "register_structure")
     set_threads(threads)
     settings = RegistrationSettings.from_dict(shape)
-    binary = structure_mask(read_volume(mask), shape["labels"][structure], mirror=mirrored,
-                            name=f"{structure} of {mask}")
+    prepared = trimmed_structure(read_volume(mask), shape["labels"][structure], mirror=mirrored,
+                                 trim=TrimSpec.from_dict(shape.get("trim")), name=f"{structure} of {mask}")
+    if prepared.short:
+        logger.warning("SHORT %s %s: %s (recorded; left out of the shape model)", subject, structure,
+                       short_message(prepared.record))
     fixed = sitk.Cast(to_sitk(read_volume(reference)), sitk.sitkFloat32)
-    result = register_to_reference(fixed, binary, settings)
+    result = register_to_reference(fixed, prepared.mask, settings)
     write_transform(result.affine, affine)
     write_field(result.field, field)
     done = {"subject": subject, "structure": structure, "mirrored": mirrored, "reference": str(reference),
-            **result.record, "settings": settings.to_dict()}
+            **result.record, **prepared.record, "settings": settings.to_dict()}
     write_json(record, done)
     if result.converged:
         logger.info("%s %s: Dice %.4f (affine %.4f), %.1f s", subject, structure, done["dice"],

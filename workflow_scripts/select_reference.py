@@ -9,6 +9,7 @@ from mskseg.io import write_volume
 from mskseg.io.tables import write_table
 from mskseg.registration import set_threads
 from mskseg.registration.reference import choose_reference
+from mskseg.registration.trim import TrimSpec
 from mskseg.workflow.logs import setup_logging
 
 
@@ -21,7 +22,7 @@ def main(*, masks: list[Path], subjects: list[str], members: list[list[Any]], sh
     choice = choose_reference(dict(zip(subjects, masks, strict=True)), [(s, bool(m)) for s, m in members],
                               shape["labels"], selection_spacing_mm=shape["selection_spacing_mm"],
                               working_spacing_mm=shape["working_spacing_mm"], margin_mm=shape["margin_mm"],
-                              forced=shape.get("reference"))
+                              forced=shape.get("reference"), trim=TrimSpec.from_dict(shape.get("trim")))
     write_table(choice.scores, table)
     write_volume(choice.mask, mask)
     write_volume(choice.working, image)

@@ -20,7 +20,7 @@ def main(*, spec: dict[str, Any], index: int, image: Path, mask: Path, poor_mask
                 spec.get("seed", 0), shape or "default", spacing or "default")
     subject = generate_subject(spec["kind"], index, seed=int(spec.get("seed", 0)), shape=shape,
                                spacing=spacing, n_landmarks=int(spec.get("n_landmarks", 200)),
-                               poor_labels=True)
+                               poor_labels=True, fov_jitter_mm=float(spec.get("fov_jitter_mm", 0.0)))
     write_volume(subject.image, image)
     write_volume(subject.mask, mask)
     write_volume(subject.poor_mask, poor_mask)

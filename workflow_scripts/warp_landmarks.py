@@ -31,7 +31,8 @@ def main(*, affine: Path, field: Path, record: Path, mask: Path, reference_landm
         errors = truth_errors(carry_frame(ref_truth, tx, disp, mirrored), truth_table)
     scores = quality_record(carried, read_volume(mask), shape["labels"][structure], truth_error=errors)
     done = {"subject": subject, "structure": structure, "mirrored": mirrored, "converged": reg["converged"],
-            "reason": reg.get("reason", ""), "dice": reg["dice"], "n_landmarks": len(table), **scores}
+            "reason": reg.get("reason", ""), "dice": reg["dice"], "n_landmarks": len(table), **scores,
+            **{k: v for k, v in reg.items() if k.startswith("trim_")}}
     write_json(quality, done)
     logger.info("%s %s: %d landmarks, mean distance to own surface %.3f mm%s", subject, structure, len(table),
                 scores["surface_mean_mm"],

@@ -241,3 +241,44 @@ def test_aligned_masks_are_read_while_their_image_lives(population, monkeypatch)
     table = select_reference(instances[:3], lambda inst: volumes[inst.subject], spacing_mm=3.0, margin_mm=6.0)
     assert graveyard  # the poisoned images were used and are gone
     assert (table["dice_to_provisional"] > 0.85).all(), table["dice_to_provisional"].tolist()
+
+
+# --- trimming: a bone the field of view cuts shorter than the trim is not chosen ------------------
+
+
+def test_eligible_narrows_the_automatic_choice(population, scored) -> None:
+    instances, volumes, plain = population
+    table = select_reference(instances, lambda inst: volumes[inst.subject], spacing_mm=2.0, margin_mm=6.0,
+                             eligible=lambda inst: inst.subject != plain)
+    assert table.iloc[0]["subject"] == plain and not table.iloc[0]["selected"]  # still ranked first
+    assert table.loc[table["selected"], "subject"].item() == table.iloc[1]["subject"]
+    none = select_reference(instances, lambda inst: volumes[inst.subject], spacing_mm=2.0, margin_mm=6.0,
+                            eligible=lambda inst: False)
+    assert none.loc[none["selected"], "subject"].item() == plain  # none eligible: the best after all
+
+
+def test_choose_reference_with_trim_skips_a_short_bone(population) -> None:
+    from mskseg.registration.reference import choose_reference
+    from mskseg.registration.trim import TrimSpec, trim_structure
+
+    _, volumes, plain = population
+    spec = TrimSpec(16.0, "inferior")
+    cut = dict(volumes)
+    arr = volumes[plain].array.copy()
+    arr[:, :18, :] = 0  # the field of view cuts the plain one from above (index axis 1 is -z)
+    cut[plain] = volumes[plain].with_array(arr)
+    assert trim_structure(cut[plain], spec).short
+    choice = choose_reference(cut, [("femur", False)], {"femur": 1}, selection_spacing_mm=2.0,
+                              working_spacing_mm=2.0, margin_mm=6.0, trim=spec, read=lambda v: v)
+    table = choice.scores
+    assert {"trim_extent_mm", "trim_short"} <= set(table.columns)
+    assert table.set_index("subject")["trim_short"].to_dict() == {s: s == plain for s in volumes}
+    assert choice.instance.subject != plain and not table.loc[table["selected"], "trim_short"].item()
+    # the written mask is the trimmed bone (cropped, same world), its joint end in place
+    expected = trim_structure(volumes[choice.instance.subject], spec).mask
+    assert int(choice.mask.array.sum()) == int(expected.array.sum()) < int(volumes[choice.instance.subject].array.sum())
+    # without trimming: no trim columns, and the mask is the whole bone
+    plain_choice = choose_reference(volumes, [("femur", False)], {"femur": 1}, selection_spacing_mm=2.0,
+                                    working_spacing_mm=2.0, margin_mm=6.0, read=lambda v: v)
+    assert list(plain_choice.scores.columns) == COLUMNS
+    assert int(plain_choice.mask.array.sum()) == int(volumes[plain_choice.instance.subject].array.sum())

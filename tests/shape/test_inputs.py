@@ -140,3 +140,19 @@ def test_landmark_sets_of_different_sizes_raise(dataset, tmp_path: Path) -> None
     mixed = [short if f.name.startswith("sub-c_") else f for f in files]
     with pytest.raises(ValueError, match="landmark sets differ in size"):
         fold_shapes(correspondence, splits, mixed, fold="0", roles=["train"])
+
+
+def test_bones_shorter_than_the_trim_are_left_out(dataset, tmp_path: Path) -> None:
+    correspondence, splits, files = dataset
+    trimmed = correspondence.assign(trim_length_mm=60.0, trim_from="inferior",
+                                    trim_extent_mm=[75.0, 52.5, 80.0, 70.0, 66.0, 61.0],
+                                    trim_short=[False, True, False, False, False, False])
+    write_table(trimmed, tmp_path / "trimmed.tsv")  # read back as a workflow reads it
+    keys, shapes, left_out = fold_shapes(read_table(tmp_path / "trimmed.tsv"), splits, files, fold="1",
+                                         roles=["train", "val"])
+    assert keys == ["c:femur_right", "e:femur_right", "f:femur_right"] and shapes.shape == (3, N, 3)
+    assert "shorter than the trim: 52.5 mm from its inferior end < 60 mm" in left_out["b:femur_right"]
+    assert "did not converge" in left_out["d:femur_right"]  # not converged comes first
+    # a table without trim columns (trimming off) leaves nobody out for it
+    keys_off, _, left_off = fold_shapes(correspondence, splits, files, fold="1", roles=["train", "val"])
+    assert "b:femur_right" in keys_off and "b:femur_right" not in left_off

@@ -115,22 +115,23 @@ def _build(root: Path) -> dict[str, dict[str, Path]]:
 
 
 def _run_model(root: Path, data: dict[str, dict[str, Path]], subjects: list[str], mirrored: bool,
-               truth: bool = True) -> dict[str, object]:
+               truth: bool = True, shape: dict | None = None) -> dict[str, object]:
     """select_reference + register_structure + reference_landmarks + warp_landmarks for one model."""
     from reference_landmarks import main as reference_landmarks
     from register_structure import main as register_structure
     from select_reference import main as select_reference
     from warp_landmarks import main as warp_landmarks
 
+    settings = shape or SHAPE
     root.mkdir(parents=True, exist_ok=True)
     ref = {k: root / f"reference_{k}" for k in ("table.tsv", "image.nii.gz", "mask.nii.gz", "landmarks.csv",
                                               "markups.mrk.json", "truth.csv")}
     select_reference(masks=[data[s]["mask"] for s in subjects], subjects=subjects, members=[["femur", mirrored]],
-                     shape=SHAPE, table=ref["table.tsv"], image=ref["image.nii.gz"], mask=ref["mask.nii.gz"],
+                     shape=settings, table=ref["table.tsv"], image=ref["image.nii.gz"], mask=ref["mask.nii.gz"],
                      log=root / "select.log")
     reference_landmarks(mask=ref["mask.nii.gz"], table=ref["table.tsv"],
                         truth=[data[s]["truth"] for s in subjects] if truth else [],
-                        truth_subjects=list(subjects) if truth else [], shape=SHAPE,
+                        truth_subjects=list(subjects) if truth else [], shape=settings,
                         landmarks=ref["landmarks.csv"], markups=ref["markups.mrk.json"], truth_out=ref["truth.csv"],
                         log=root / "reference_landmarks.log")
     out: dict[str, object] = {"reference": ref, "subjects": {}}
@@ -139,12 +140,12 @@ def _run_model(root: Path, data: dict[str, dict[str, Path]], subjects: list[str]
                                                                   "landmarks.csv", "landmarks.mrk.json",
                                                                   "quality.json")}
         register_structure(mask=data[s]["mask"], reference=ref["image.nii.gz"], subject=s, structure="femur",
-                           mirrored=mirrored, shape=SHAPE, affine=sub["affine.tfm"], field=sub["field.nii.gz"],
+                           mirrored=mirrored, shape=settings, affine=sub["affine.tfm"], field=sub["field.nii.gz"],
                            record=sub["registration.json"], log=root / f"register_{s}.log")
         warp_landmarks(affine=sub["affine.tfm"], field=sub["field.nii.gz"], record=sub["registration.json"],
                        mask=data[s]["mask"], reference_landmarks=ref["landmarks.csv"],
                        reference_truth=ref["truth.csv"], truth=data[s]["truth"] if truth else None, subject=s,
-                       structure="femur", mirrored=mirrored, shape=SHAPE, landmarks=sub["landmarks.csv"],
+                       structure="femur", mirrored=mirrored, shape=settings, landmarks=sub["landmarks.csv"],
                        markups=sub["landmarks.mrk.json"], quality=sub["quality.json"], log=root / f"warp_{s}.log")
         out["subjects"][s] = sub
     return out
@@ -171,7 +172,8 @@ def femur(data, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         landmarks_batch(records=[subs[s]["quality.json"] for s in members], subjects=members,
                         table=root / f"batch-{i:03d}_correspondence.tsv", log=root / f"batch-{i:03d}.log")
     correspondence_table(tables=[root / f"batch-{i:03d}_correspondence.tsv" for i in range(len(batches))],
-                         structures=["femur"], table=run["table"], log=root / "correspondence.log")
+                         reference=run["reference"]["table.tsv"], structures=["femur"], table=run["table"],
+                         log=root / "correspondence.log")
     splits = pd.DataFrame({"split": 0, "subject": SUBJECTS, "patient": [f"p{s}" for s in SUBJECTS],
                            "role": ["train" if s in TRAIN else "test" for s in SUBJECTS]})
     write_table(splits, root / "splits.tsv")
@@ -292,6 +294,20 @@ def test_correspondence_table_has_one_row_per_subject(femur) -> None:
     assert table["converged"].tolist() == [s != SHELL for s in SUBJECTS]
     for column in ("dice", "surface_mean_mm", "truth_mean_mm", "n_landmarks", "mirrored", "reason"):
         assert column in table.columns
+    assert not [c for c in table.columns if c.startswith("trim")]  # trimming off: no trim columns
+
+
+def test_the_reference_is_marked_and_left_out_of_the_means(femur) -> None:
+    table = read_table(femur["table"])
+    chosen = read_table(femur["reference"]["table.tsv"]).query("selected")["subject"].item()
+    assert table.loc[table["reference"], "subject"].tolist() == [chosen]
+    ref_row = table[table["reference"]].iloc[0]
+    assert ref_row["dice"] > 0.99 and ref_row["truth_mean_mm"] < 0.3  # registered to itself: it would flatter
+    others = table[~table["reference"] & (table["subject"] != SHELL)]
+    log = (femur["root"] / "correspondence.log").read_text(encoding="utf-8")
+    assert f"5 of 6 instances enter the models; mean over 4 of them (the reference {chosen}:femur" in log
+    line = next(x for x in log.splitlines() if x.startswith("dice"))
+    assert float(line.split()[-1]) == pytest.approx(others["dice"].mean(), abs=1e-6)
 
 
 def test_shape_model_uses_the_converged_train_subjects(femur) -> None:
@@ -378,3 +394,81 @@ def test_reference_landmarks_cover_the_whole_bone_with_zero_margin(data, tmp_pat
     vertices, faces = mask_surface(mask)
     kept = len(interior_faces(vertices, faces, mask))
     assert kept == len(faces), f"{len(faces) - kept} of {len(faces)} faces taken for field-of-view caps"
+
+
+# --- trimming: every femur trimmed to the same length from its inferior end ------------------------
+
+
+def _cut_by_the_field_of_view(source: Path, target: Path, slices: int) -> None:
+    """The subject's mask with its first ``slices`` index-1 slices gone (ROTATED: index 1 is -z): a field of
+    view that cuts the femur from above."""
+    vol = read_volume(source)
+    origin = vol.index_to_world(np.array([[0.0, slices, 0.0]]))[0]
+    write_volume(Volume(vol.array[:, slices:, :].copy(), vol.spacing, tuple(origin), vol.direction), target)
+
+
+def test_trimmed_femurs_through_every_script(data, tmp_path: Path) -> None:
+    from correspondence_table import main as correspondence_table
+    from landmarks_batch import main as landmarks_batch
+    from shape_model import main as shape_model
+
+    from mskseg.registration.trim import TrimSpec, cut_margin_mm, point_depths, trim_structure
+
+    spec = TrimSpec(11.0, "inferior")
+    shape = dict(SHAPE, trim=spec.to_dict())
+    femur = read_volume(data["s3"]["mask"]).with_array((read_volume(data["s3"]["mask"]).array == 1).astype(np.uint8))
+    top = int(np.flatnonzero(femur.array.any(axis=(0, 2)))[0])  # the femur's highest slice
+    cut = dict(data)
+    cut["s3"] = {**data["s3"], "mask": tmp_path / "sub-s3_cut_mask.nii.gz"}
+    _cut_by_the_field_of_view(data["s3"]["mask"], cut["s3"]["mask"], top + 8)  # 8 mm of 16 left
+    subjects = ["s0", "s1", "s2", "s3"]
+    run = _run_model(tmp_path / "trimmed", cut, subjects, mirrored=False, shape=shape)
+    ref = run["reference"]
+    scores = read_table(ref["table.tsv"])
+    assert scores.set_index("subject")["trim_short"].to_dict() == {s: s == "s3" for s in subjects}
+    chosen = scores.query("selected")["subject"].item()
+    assert chosen != "s3"
+    # the reference mask is the trimmed femur; no reference landmark on the trim's cut
+    ref_mask = read_volume(ref["mask.nii.gz"])
+    own = read_volume(cut[chosen]["mask"])
+    expected = trim_structure(own.with_array((own.array == 1).astype(np.uint8)), spec).mask
+    assert int(ref_mask.array.sum()) == int(expected.array.sum()) < int((own.array == 1).sum())
+    points = read_landmarks_csv(ref["landmarks.csv"])[["x", "y", "z"]].to_numpy()
+    assert point_depths(points, ref_mask, spec).max() <= spec.length_mm - cut_margin_mm(ref_mask, spec) + 1e-6
+    assert surface_distance(points, own, label=1).max() < 1e-3  # on the chosen femur's own (anatomical) surface
+    for s in subjects:
+        record = _record(run, s)
+        assert record["trim_length_mm"] == 11.0 and record["trim_from"] == "inferior"
+        assert record["trim_short"] is (s == "s3") and record["converged"] is True, record["reason"]
+        quality = _quality(run, s)
+        assert quality["trim_short"] is (s == "s3") and quality["trim_extent_mm"] == record["trim_extent_mm"]
+        if s != "s3":
+            assert 14.0 < record["trim_extent_mm"] < 18.0 and quality["surface_mean_mm"] < 1.0
+    assert _record(run, "s3")["trim_extent_mm"] < 11.0
+    log = (tmp_path / "trimmed" / "register_s3.log").read_text(encoding="utf-8")
+    assert "SHORT s3 femur: shorter than the trim: 8.0 mm from its inferior end < 11 mm" in log
+    # the table marks the reference and names the short one; the model leaves it out
+    root = tmp_path / "trimmed"
+    subs = run["subjects"]
+    landmarks_batch(records=[subs[s]["quality.json"] for s in subjects], subjects=subjects,
+                    table=root / "batch.tsv", log=root / "batch.log")
+    correspondence_table(tables=[root / "batch.tsv"], reference=ref["table.tsv"], structures=["femur"],
+                         table=root / "correspondence.tsv", log=root / "correspondence.log")
+    table = read_table(root / "correspondence.tsv")
+    assert table.loc[table["reference"], "subject"].tolist() == [chosen]
+    assert table["trim_short"].tolist() == [s == "s3" for s in subjects]
+    log = (root / "correspondence.log").read_text(encoding="utf-8")
+    assert "EXCLUDED s3 femur: shorter than the trim" in log and "mean over 2 of them" in log
+    splits = pd.DataFrame({"split": 0, "subject": subjects, "patient": subjects, "role": "train"})
+    write_table(splits, root / "splits.tsv")
+    outputs = {k: root / f"model_{k}" for k in ("shape.npz", "shape.json", "quality.tsv", "quality.png",
+                                              "quality.svg", "modes.png")}
+    shape_model(correspondence=root / "correspondence.tsv", splits=root / "splits.tsv",
+                landmarks=[subs[s]["landmarks.csv"] for s in subjects], shape=shape, dataset="toy", bone="femur",
+                fold="0", model=outputs["shape.npz"], header=outputs["shape.json"], quality=outputs["quality.tsv"],
+                quality_png=outputs["quality.png"], quality_svg=outputs["quality.svg"], modes=outputs["modes.png"],
+                log=root / "shape_model.log")
+    model = load_shape_model(outputs["shape.npz"], outputs["shape.json"])
+    assert sorted(model.subjects) == ["s0:femur", "s1:femur", "s2:femur"]
+    header = json.loads(outputs["shape.json"].read_text(encoding="utf-8"))
+    assert "shorter than the trim" in header["metadata"]["left_out"]["s3:femur"]

@@ -3,4 +3,5 @@ through its registration, and scored against the subject's own surface and, on p
 
 * :mod:`~mskseg.landmarks.surface` -- marching-cubes surfaces, area-uniform sampling, exact point-to-mesh distances;
 * :mod:`~mskseg.landmarks.correspondence` -- sampling the reference, carrying points, quality records.
+* :mod:`~mskseg.landmarks.summary` -- one model's correspondence table: the reference marked and out of the means.
 """

@@ -3,7 +3,8 @@
 * The reference landmarks are spread evenly over the reference structure's surface
   (marching cubes, area-uniform candidates, farthest-point selection). Surface that is only
   there because the field of view cuts the bone (the caps where the structure touches the
-  volume border) is left out: it is not anatomy and moves with the scan, not the bone.
+  volume border) is left out: it is not anatomy and moves with the scan, not the bone. So is the
+  cut of a trimmed structure (:mod:`mskseg.registration.trim`): the faces near its cut plane.
 * A subject's landmarks are the reference landmarks carried by its registration
   ``T(x) = A(x + u(x))`` (:mod:`mskseg.registration.fields`); for a mirrored structure they
   are reflected back into the subject's own world.
@@ -25,6 +26,7 @@ from mskseg.io.tables import read_table
 from mskseg.landmarks.surface import distance_summary, mask_surface, sample_surface, surface_distance
 from mskseg.registration.fields import warp_points
 from mskseg.registration.masks import mirror_points
+from mskseg.registration.trim import TrimSpec, cut_margin_mm, point_depths
 from mskseg.volume import Volume
 
 
@@ -40,10 +42,22 @@ def interior_faces(vertices: np.ndarray, faces: np.ndarray, mask: Volume, tol: f
     return faces[~outside[faces].any(axis=1)]
 
 
-def sample_reference(mask: Volume, n: int, *, seed: int = 0) -> np.ndarray:
-    """``n`` points (mm) spread evenly over the anatomical surface of a binary structure."""
+def uncut_faces(vertices: np.ndarray, faces: np.ndarray, mask: Volume, trim: TrimSpec) -> np.ndarray:
+    """Faces away from the cut of a structure trimmed by ``trim``: a face with a vertex deeper than
+    ``length_mm - cut_margin_mm`` below the joint end (:func:`mskseg.registration.trim.cut_margin_mm`)
+    is on the cut or in the ring of at most one voxel next to it."""
+    depth = point_depths(vertices, mask, trim)
+    near = depth > trim.length_mm - cut_margin_mm(mask, trim)
+    return faces[~near[faces].any(axis=1)]
+
+
+def sample_reference(mask: Volume, n: int, *, seed: int = 0, trim: TrimSpec | None = None) -> np.ndarray:
+    """``n`` points (mm) spread evenly over the anatomical surface of a binary structure (trimmed by
+    ``trim``, if given: then nothing is sampled on the cut)."""
     vertices, faces = mask_surface(mask)
     kept = interior_faces(vertices, faces, mask)
+    if trim is not None:
+        kept = uncut_faces(vertices, kept, mask, trim)
     if len(kept) == 0:
         raise ValueError("the structure's whole surface lies on the volume border; nothing to sample")
     return sample_surface(vertices, kept, int(n), seed=int(seed))

@@ -4,7 +4,8 @@
 ``affine`` and ``demons`` are the SimpleITK stages, ``ants_backend`` the ANTs SyN
 alternative, ``fields`` composes/applies/inverts/saves the mapping ``T(x) = A(x + u(x))``
 (reference point -> subject point), ``pipeline`` runs one registration and decides whether
-it converged, ``reference`` chooses the reference with one vectorised overlap pass.
+it converged, ``reference`` chooses the reference with one vectorised overlap pass, ``trim``
+keeps a fixed length of a bone from its joint end (so the field of view's cut is not shape).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ all others. Registering every pair is ``n^2`` registrations; this does ``n``:
    by a multiscale affine registration, onto its grid;
 3. the aligned masks form the rows of a boolean matrix ``X``; one product ``X X^T`` gives
    every pairwise intersection and so every pairwise Dice at once;
-4. the chosen reference has the highest mean Dice to all others (ties: the first by id).
+4. the chosen reference has the highest mean Dice to all others (ties: the first by id); with
+   trimming (:mod:`mskseg.registration.trim`), a bone the field of view cuts shorter than the trim
+   is scored but chosen only when every instance is that short.
 
 Pairwise overlaps measured through the provisional frame approximate pairwise affine
 registrations; the provisional frame is only used to compare, never kept.
@@ -29,7 +31,8 @@ import SimpleITK as sitk
 from mskseg.io.volumes import from_sitk, read_volume
 from mskseg.registration.affine import AffineSettings, register_affine
 from mskseg.registration.fields import warp_image
-from mskseg.registration.masks import crop_to_structure, dice, structure_mask, working_image
+from mskseg.registration.masks import crop_to_structure, dice, working_image
+from mskseg.registration.trim import TrimSpec, trimmed_structure
 from mskseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -64,14 +67,17 @@ def dice_matrix(rows: np.ndarray) -> np.ndarray:
 
 def select_reference(instances: Sequence[Instance], load: Callable[[Instance], object], *,
                      spacing_mm: float = 3.0, margin_mm: float = 10.0,
-                     affine: AffineSettings = SELECTION_AFFINE, forced: str | None = None) -> pd.DataFrame:
+                     affine: AffineSettings = SELECTION_AFFINE, forced: str | None = None,
+                     eligible: Callable[[Instance], bool] | None = None) -> pd.DataFrame:
     """Score every instance as a reference; return the table (one row per instance).
 
     ``load(instance)`` returns the instance's binary structure mask (a
     :class:`~mskseg.volume.Volume`, mirrored if asked). ``forced`` (a subject id or an
     ``subject:structure`` key) picks the reference instead of the best score; the scores are
-    still computed and written. Columns: ``subject, structure, mirrored, volume_ml,
-    dice_to_provisional, mean_dice, min_dice, rank, provisional, selected``.
+    still computed and written. ``eligible`` (asked after every instance is loaded) narrows the
+    automatic choice to the best-scored eligible instance (all, when none is). Columns: ``subject,
+    structure, mirrored, volume_ml, dice_to_provisional, mean_dice, min_dice, rank, provisional,
+    selected``.
     """
     if len(instances) < 2:
         raise ValueError(f"reference selection needs at least 2 instances, got {len(instances)}")
@@ -114,7 +120,8 @@ def select_reference(instances: Sequence[Instance], load: Callable[[Instance], o
     table["rank"] = 0
     table.loc[ranking, "rank"] = np.arange(1, n + 1)
     table["provisional"] = np.arange(n) == provisional
-    chosen = ranking[0]
+    candidates = [i for i in ranking if eligible is None or eligible(instances[i])]
+    chosen = (candidates or ranking)[0]
     if forced:
         hits = [i for i, inst in enumerate(instances) if forced in (inst.key, inst.subject)]
         if not hits:
@@ -148,26 +155,40 @@ class ReferenceChoice:
 
 def choose_reference(masks: Mapping[str, object], members: Sequence[tuple[str, bool]], labels: Mapping[str, int], *,
                      selection_spacing_mm: float, working_spacing_mm: float, margin_mm: float,
-                     forced: str | None = None, read: Callable[[object], Volume] = read_volume) -> ReferenceChoice:
+                     forced: str | None = None, trim: TrimSpec | None = None,
+                     read: Callable[[object], Volume] = read_volume) -> ReferenceChoice:
     """Score every member structure of every subject as the reference of a shape model and prepare the chosen one.
 
     ``masks``: subject -> its label mask (a path, read with ``read`` one subject at a time, so memory holds
     one mask); ``members``: the model's ``(structure, mirrored)``; ``forced``: a ``subject:structure`` key
-    that wins regardless of score. The written mask keeps at least two voxels of background around the
-    structure, so that only a real cut by the field of view touches its border (landmarks are not sampled
-    on such cuts).
+    that wins regardless of score; ``trim``: every instance trimmed so (:mod:`mskseg.registration.trim`),
+    the table then has the columns ``trim_extent_mm`` and ``trim_short`` and a short instance is chosen only
+    when all are. The written mask keeps at least two voxels of background around the (trimmed) structure,
+    so that only a real cut by the field of view touches its border (landmarks are not sampled on such
+    cuts, nor on the trim's cut).
     """
     cache: dict[str, Volume] = {}
+    records: dict[str, dict] = {}
 
     def load(inst: Instance) -> Volume:
         if inst.subject not in cache:
             cache.clear()
             cache[inst.subject] = read(masks[inst.subject])
-        return structure_mask(cache[inst.subject], labels[inst.structure], mirror=inst.mirrored,
-                              name=f"{inst.structure} of {masks[inst.subject]}")
+        prepared = trimmed_structure(cache[inst.subject], labels[inst.structure], mirror=inst.mirrored, trim=trim,
+                                     name=f"{inst.structure} of {masks[inst.subject]}")
+        records[inst.key] = prepared.record
+        return prepared.mask
+
+    def eligible(inst: Instance) -> bool:
+        return not records[inst.key].get("trim_short", False)
 
     instances = [Instance(s, str(st), bool(m)) for s in masks for st, m in members]
-    scores = select_reference(instances, load, spacing_mm=selection_spacing_mm, margin_mm=margin_mm, forced=forced)
+    scores = select_reference(instances, load, spacing_mm=selection_spacing_mm, margin_mm=margin_mm, forced=forced,
+                              eligible=eligible)
+    if trim is not None:
+        keys = scores["subject"].astype(str) + ":" + scores["structure"].astype(str)
+        scores["trim_extent_mm"] = [records[k]["trim_extent_mm"] for k in keys]
+        scores["trim_short"] = [records[k]["trim_short"] for k in keys]
     chosen = chosen_instance(scores)
     binary = load(chosen)
     cropped = crop_to_structure(binary, max(margin_mm, 2 * max(binary.spacing)), pad=False)

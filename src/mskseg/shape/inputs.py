@@ -1,9 +1,11 @@
 """Gather the landmark sets that build one fold's shape model.
 
-A fold's model uses the subjects whose split role (e.g. ``train``) is among ``roles`` and
-whose registration converged. Landmarks of mirrored structures (the left member of a
-left/right pair) are reflected back into the model's frame so that both sides are one
-shape family (a reflection is not something Procrustes may remove).
+A fold's model uses the subjects whose split role (e.g. ``train``) is among ``roles``, whose
+registration converged and whose bone the field of view does not cut shorter than the trim
+(``trim_short``, :mod:`mskseg.registration.trim`: such a bone lacks anatomy the others have, and
+its landmarks there would be the registration's extrapolation). Landmarks of mirrored structures
+(the left member of a left/right pair) are reflected back into the model's frame so that both
+sides are one shape family (a reflection is not something Procrustes may remove).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from mskseg.io.landmarks import read_landmarks_csv
 from mskseg.registration.masks import mirror_points
+from mskseg.registration.trim import short_message
 
 
 def _truthy(value: object) -> bool:
@@ -46,6 +49,9 @@ def fold_shapes(correspondence: pd.DataFrame, splits: pd.DataFrame, landmark_fil
             continue
         if not _truthy(row["converged"]):
             left_out[key] = f"registration did not converge: {row.get('reason', '')}"
+            continue
+        if _truthy(row.get("trim_short", False)):
+            left_out[key] = short_message(row)
             continue
         name = f"sub-{subject}_structure-{structure}_landmarks.csv"
         if name not in files:

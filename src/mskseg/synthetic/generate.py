@@ -6,7 +6,10 @@ children of ``numpy.random.SeedSequence([seed, index, kind_code])`` (anatomy, ap
 image noise, label degradation), so the same subject at two resolutions is the same
 anatomy. The field of view is centred on the anatomy's centre (knee: joint centre; hip:
 midpoint of the femoral head centres), which the subject's small random pose puts at world
-``params["anatomy"]["pose"]["translation_mm"]`` (ITK/LPS frame, mm).
+``params["anatomy"]["pose"]["translation_mm"]`` (ITK/LPS frame, mm). With ``fov_jitter_mm`` the
+field of view is shifted along the world SI axis by a draw from a fifth stream of the same seed
+sequence (:func:`fov_shift_mm`), so the shafts are cut at heights that vary between subjects; the
+other streams, and so the anatomy, appearance and noise, are unchanged.
 """
 
 from __future__ import annotations
@@ -70,6 +73,18 @@ def subject_streams(kind: str, index: int, seed: int) -> list[np.random.SeedSequ
     return np.random.SeedSequence([int(seed), int(index), KIND_CODES[kind]]).spawn(4)
 
 
+def fov_shift_mm(kind: str, index: int, seed: int, jitter_mm: float) -> float:
+    """The subject's shift (mm) of the field of view along world +z (superior): uniform in
+    ``[-jitter_mm, jitter_mm]``, from the fifth child of the subject's seed sequence; 0 for no jitter."""
+    if not jitter_mm >= 0:
+        raise ValueError(f"fov_jitter_mm must be >= 0, got {jitter_mm!r}")
+    if jitter_mm == 0:
+        return 0.0
+    subject_streams(kind, index, seed)  # checks the arguments
+    stream = np.random.SeedSequence([int(seed), int(index), KIND_CODES[kind]]).spawn(5)[4]
+    return float(np.random.default_rng(stream).uniform(-jitter_mm, jitter_mm))
+
+
 def subject_params(kind: str, index: int, seed: int = 0) -> dict:
     """The anatomy and appearance parameters of a subject (no image is made)."""
     ss = subject_streams(kind, index, seed)
@@ -126,6 +141,7 @@ def generate_subject(
     spacing: tuple[float, float, float] | None = None,
     n_landmarks: int = 200,
     poor_labels: bool = False,
+    fov_jitter_mm: float = 0.0,
 ) -> SyntheticSubject:
     """Generate one deterministic synthetic subject.
 
@@ -144,6 +160,10 @@ def generate_subject(
         Corresponding surface landmarks per structure of ``LANDMARK_STRUCTURES[kind]``.
     poor_labels
         Also make ``poor_mask``, a degraded label map.
+    fov_jitter_mm
+        Shift the field of view along world SI by a seeded draw in ``[-fov_jitter_mm, fov_jitter_mm]``
+        (:func:`fov_shift_mm`, recorded as ``params["fov_shift_mm"]``); 0 (default) keeps it centred
+        and the subject byte-identical to one made without the argument.
     """
     ss = subject_streams(kind, index, seed)
     params = subject_params(kind, index, seed)
@@ -152,7 +172,11 @@ def generate_subject(
     spacing = tuple(float(s) for s in (spacing or dspacing))  # type: ignore[assignment]
     if len(shape) != 3 or len(spacing) != 3 or min(shape) < 1 or min(spacing) <= 0:
         raise ValueError(f"bad grid: shape {shape}, spacing {spacing}")
-    image, mask = render_subject(params, shape, spacing, noise_seed=ss[2])  # type: ignore[arg-type]
+    centre = None
+    if fov_jitter_mm:
+        params["fov_shift_mm"] = fov_shift_mm(kind, index, seed, fov_jitter_mm)
+        centre = tuple(np.add(anatomy_centre(params), (0.0, 0.0, params["fov_shift_mm"])))
+    image, mask = render_subject(params, shape, spacing, centre=centre, noise_seed=ss[2])  # type: ignore[arg-type]
     model = build_model(params)
     lm = compute_landmarks(kind, model, int(n_landmarks))
     poor = None

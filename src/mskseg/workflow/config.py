@@ -15,7 +15,7 @@ from typing import Any
 from mskseg.errors import ConfigError
 from mskseg.io.visits import VisitPatternError, compile_visit_pattern
 from mskseg.workflow.compose import apply_scale, compose_config, deep_merge
-from mskseg.workflow.settings import check_evaluation, shape_models, source_kind
+from mskseg.workflow.settings import check_evaluation, check_trim, shape_models, source_kind
 
 #: the schema every configuration is validated against (defaults are filled from it)
 SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
@@ -116,6 +116,7 @@ def _check_shape(key: str, dataset: Mapping[str, Any], known: Any) -> None:
             if structure in owners:
                 raise ConfigError(f"{key}.shape.models: {structure!r} is in both {owners[structure]!r} and {model!r}")
             owners[structure] = model
+    check_trim(key, dataset)
 
 
 __all__ = ["SCHEMA", "ConfigError", "apply_scale", "canonical", "check_dataset", "deep_merge", "resolve_config",

@@ -28,6 +28,9 @@ SHAPE_PARTS: dict[str, tuple[str, ...]] = {
     "landmarks": ("n_landmarks", "landmark_seed"),
     "model": ("procrustes_scale", "n_modes", "variance_kept", "model_roles", "quality"),
 }
+#: the parts that see their model's ``shape.trim`` entry (as ``trim``; absent when the model is not trimmed,
+#: so that a config without trimming gives the same params as before it existed)
+TRIMMED_PARTS = ("selection", "registration", "landmarks")
 
 
 def source_kind(dataset: Mapping[str, Any]) -> str:
@@ -110,12 +113,28 @@ def shape_models(dataset: Mapping[str, Any]) -> dict[str, list[tuple[str, bool]]
     return models
 
 
-def shape_settings(dataset: Mapping[str, Any], part: str | None = None) -> dict[str, Any]:
-    """The dataset's ``shape`` block (or the keys one rule reads, :data:`SHAPE_PARTS`) with the labels attached."""
+def shape_settings(dataset: Mapping[str, Any], part: str | None = None, model: str | None = None) -> dict[str, Any]:
+    """The dataset's ``shape`` block (or the keys one rule reads, :data:`SHAPE_PARTS`) with the labels attached;
+    for a part of :data:`TRIMMED_PARTS` and a ``model`` with a ``shape.trim`` entry, that entry as ``trim`` (a
+    model's trim re-runs only its own rules)."""
     block = dict(dataset.get("shape", {}))
     out = block if part is None else {k: block[k] for k in SHAPE_PARTS[part] if k in block}
+    trim = (block.get("trim") or {}).get(model) if part in TRIMMED_PARTS else None
+    if trim:
+        out["trim"] = dict(trim)
     out["labels"] = dict(dataset["labels"])
     return out
+
+
+def check_trim(key: str, dataset: Mapping[str, Any]) -> None:
+    """``shape.trim`` names shape models of the dataset (``key``: ``datasets.<name>``)."""
+    trim = (dataset.get("shape") or {}).get("trim") or {}
+    if not trim:
+        return
+    models = list(shape_models(dataset))
+    unknown = [m for m in trim if m not in models]
+    if unknown:
+        raise ConfigError(f"{key}.shape.trim: {unknown} not among the dataset's shape models {models}")
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -189,6 +208,6 @@ def table_metrics(dataset: Mapping[str, Any]) -> list[str]:
     return list((ev.get("tables") or {}).get("metrics") or ["dice", "voe", "hd_mm", "hd95_mm", "assd_mm"])
 
 
-__all__ = ["PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "check_evaluation", "evaluated_methods",
-           "evaluation_settings", "mask_geometry", "perturb_settings", "preprocess_settings", "qc_settings",
-           "shape_models", "shape_settings", "source_kind", "table_metrics", "table_settings"]
+__all__ = ["PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "TRIMMED_PARTS", "check_evaluation", "check_trim",
+           "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings", "preprocess_settings",
+           "qc_settings", "shape_models", "shape_settings", "source_kind", "table_metrics", "table_settings"]

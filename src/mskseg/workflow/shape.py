@@ -20,18 +20,26 @@ class ShapeInputs:
         self.checkpoints = tables
 
     def _settings(self, wildcards: Any, part: str) -> dict[str, Any]:
-        return canonical(shape_settings(self.plan[wildcards.dataset].config, part))
+        return canonical(shape_settings(self.plan[wildcards.dataset].config, part, self._model(wildcards)))
+
+    def _model(self, wildcards: Any) -> str | None:
+        """The shape model of a job: ``{bone}``, or the model of ``{structure}``."""
+        bone = getattr(wildcards, "bone", None)
+        structure = getattr(wildcards, "structure", None)
+        if bone is None and structure is not None:
+            return self.plan[wildcards.dataset].bone_of(structure)[0]
+        return bone
 
     def selection_settings(self, wildcards: Any) -> dict[str, Any]:
-        """What the reference selection reads of the ``shape`` block."""
+        """What the reference selection reads of the ``shape`` block (with the model's ``trim``, if any)."""
         return self._settings(wildcards, "selection")
 
     def registration_settings(self, wildcards: Any) -> dict[str, Any]:
-        """What a registration reads of the ``shape`` block."""
+        """What a registration reads of the ``shape`` block (with its model's ``trim``, if any)."""
         return self._settings(wildcards, "registration")
 
     def landmark_settings(self, wildcards: Any) -> dict[str, Any]:
-        """What the landmark rules read of the ``shape`` block."""
+        """What the landmark rules read of the ``shape`` block (with the model's ``trim``, if any)."""
         return self._settings(wildcards, "landmarks")
 
     def model_settings(self, wildcards: Any) -> dict[str, Any]:
