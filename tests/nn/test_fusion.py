@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 
 from mskseg.nn.fusion import (
     FusionFit,
+    fit_fusion_streamed,
     fit_fusion_weights,
     fuse,
     read_fusion_weights,
@@ -131,6 +132,28 @@ def test_fast_path_equals_brute_force():
     np.testing.assert_allclose(fit.grid["dice"].to_numpy(), brute, rtol=0, atol=1e-12)
     assert fit.dice == pytest.approx(brute.max(), abs=1e-12)
     assert 0.3 < fit.dice < 1.0 and len(set(np.round(brute, 9))) > 5  # a non-trivial landscape
+
+
+def test_streamed_fit_equals_the_fit_on_lists():
+    rng = np.random.default_rng(3)
+    shape, k = (8, 9, 6), 3
+    probs = [[_softmax(2.0 * rng.normal(size=(k, *shape))) for _ in range(3)] for _ in range(3)]
+    targets = [_target(shape, k, rng) for _ in range(3)]
+    made = []
+
+    def one_at_a_time():  # as the fusion rule predicts its subjects
+        for case_probs, target in zip(probs, targets, strict=True):
+            made.append(1)
+            yield case_probs, target
+
+    streamed = fit_fusion_streamed(one_at_a_time(), 3, step=0.1)
+    listed = fit_fusion_weights(probs, targets, step=0.1)
+    assert streamed.weights == listed.weights and streamed.dice == listed.dice and len(made) == 3
+    assert streamed.grid.equals(listed.grid)
+    with pytest.raises(ValueError, match="at least one"):
+        fit_fusion_streamed(iter([]), 3)
+    with pytest.raises(ValueError, match="same views"):
+        fit_fusion_streamed(iter([(probs[0][:2], targets[0])]), 3)
 
 
 def test_fit_handles_cases_without_foreground():

@@ -159,6 +159,30 @@ def test_pretraining_then_interactive_rounds_log_collisions(files, tmp_path) -> 
     assert (tmp_path / "fine" / "round-2").is_dir() and result.best_weights.parent.name == "round-2"
 
 
+def test_train_fold_trains_from_a_cache_as_from_memory_and_deletes_it(files, tmp_path, caplog) -> None:
+    import logging
+
+    from mskseg.nn.training import ModelFiles, train_fold
+
+    spec = method(view="axial", loss="ce_distance", weight_map="w", augment={"rotation_deg": 10, "contrast": 0.2},
+                  train={"epochs": 3, "batch_size": 4, "lr": 0.01, "seed": 3, "steps_per_epoch": 3,
+                         "validation": {"every_epochs": 2, "slices_per_volume": 5}})
+    subjects = {"train": ["s0", "s1"], "val": ["s2"]}
+    inputs = {f"{role}_{kind}": [files[kind][int(s[1])] for s in names]
+              for role, names in subjects.items() for kind in ("image", "mask", "weight")}
+    out = ModelFiles(model=tmp_path / "model.pt", info=tmp_path / "model.json", history=tmp_path / "history.csv")
+    with caplog.at_level(logging.INFO):
+        train_fold(spec, "axial", LABELS, subjects, inputs, tmp_path / "work", out)
+    assert "2 of 2 subjects written" in caplog.text and "1 of 1 subjects written" in caplog.text
+    assert not list((tmp_path / "work").glob("*/cache"))  # deleted once the model is exported
+    history = pd.read_csv(out.history)
+    assert history.loc[history["val_dice"].notna(), "epoch"].tolist() == [2, 3]
+    # the same weights as a training on the volumes in memory
+    memory, _ = train_view(spec, "axial", cases(files, [0, 1], weight=True), cases(files, [2], weight=True),
+                           list(LABELS.values()), tmp_path / "memory")
+    assert (tmp_path / "model.pt").read_bytes() == memory.best_weights.read_bytes()
+
+
 def test_input_fingerprint_changes_with_files_and_settings(files, tmp_path) -> None:
     a = tmp_path / "a.txt"
     a.write_text("1", encoding="utf-8")

@@ -4,7 +4,6 @@ checkpoint tables written by the test."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -252,7 +251,8 @@ def test_targets_once_the_checkpoints_ran(plan, tmp_path: Path) -> None:
 
 
 def test_resources_reach_the_plan(wf) -> None:
-    inputs = SimpleNamespace(size_mb=10.0)
-    from mskseg.workflow.resources import training_mem_mb
+    from snakemake.iocontainers import Namedlist
 
-    assert training_mem_mb(wildcards(), inputs, 1) == 3300
+    from mskseg.workflow.resources import TRAINING_BASE_MB, training_mem_mb
+
+    assert training_mem_mb(wildcards(), Namedlist(fromdict={"image": []}), 1) == TRAINING_BASE_MB  # no volume

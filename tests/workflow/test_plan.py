@@ -172,7 +172,34 @@ def test_memory_grows_with_the_inputs_and_the_attempt() -> None:
     assert mem_from_input(None, small, 1) == 1000 and mem_from_input(None, big, 2) == 8000
     assert registration_mem_mb(None, small, 1) == 1500 and registration_mem_mb(None, big, 1) == 6000
     assert selection_mem_mb(None, small, 1) == 2000 and selection_mem_mb(None, big, 3) == 9000
-    assert training_mem_mb(None, small, 1) == 3030 and training_mem_mb(None, big, 2) == 12000
+
+
+def test_training_memory_follows_the_largest_volume_not_the_number_of_subjects(tmp_path) -> None:
+    import numpy as np
+
+    from mskseg.io.volumes import write_volume
+    from mskseg.volume import Volume
+
+    def nifti(name: str, shape: tuple[int, int, int]) -> str:
+        path = tmp_path / name
+        write_volume(Volume(np.zeros(shape, np.uint8), (1.0, 1.0, 1.0)), path)
+        return str(path)
+
+    small, big = nifti("small_image.nii.gz", (10, 20, 50)), nifti("big_image.nii.gz", (100, 100, 100))
+    mask = nifti("big_mask.nii.gz", (200, 100, 100))  # not an image: ignored
+
+    def job(n_train: int, n_val: int, *extra: str) -> Namedlist:
+        return Namedlist(fromdict={"train_image": [small] * n_train, "train_mask": [mask] * n_train,
+                                   "val_image": [small, *extra] * n_val, "val_mask": [mask] * n_val})
+
+    base = 1500 + 150 * 0.01  # MB: the base and 150 MB per million voxels of the largest image (10 000 voxels)
+    assert training_mem_mb(None, job(4, 1), 1) == training_mem_mb(None, job(64, 16), 1) == int(base)
+    assert training_mem_mb(None, job(4, 1, big), 1) == 1650 and training_mem_mb(None, job(64, 16, big), 2) == 3300
+    assert training_mem_mb(None, Namedlist(fromdict={"image": big, "models": ["m.pt"]}), 1) == 1650  # prediction
+    missing = str(tmp_path / "later_image.nii.gz")
+    with pytest.raises(FileNotFoundError) as raised:  # not made yet: Snakemake evaluates it again when it is
+        training_mem_mb(None, Namedlist(fromdict={"image": missing}), 1)
+    assert raised.value.filename == missing
 
 
 # ---- the loader -------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ parsed from its config entry) and :mod:`mskseg.nn.weightmap` (the hip paper's di
 The rest, by job:
 
 * networks and their weights -- :mod:`~mskseg.nn.models`, :mod:`~mskseg.nn.weights`;
-* training -- :mod:`~mskseg.nn.losses`, :mod:`~mskseg.nn.data`, :mod:`~mskseg.nn.augment`,
+* training -- :mod:`~mskseg.nn.losses`, :mod:`~mskseg.nn.data`, :mod:`~mskseg.nn.cache` (the cases'
+  arrays on disk, read a slice at a time), :mod:`~mskseg.nn.augment`,
   :mod:`~mskseg.nn.multiplanar` (MPUNet's views), :mod:`~mskseg.nn.engine` (the loop),
   :mod:`~mskseg.nn.checkpoint` (resumable state and epoch files), :mod:`~mskseg.nn.history`,
-  :mod:`~mskseg.nn.fit` (one view's model), :mod:`~mskseg.nn.transfer` (interactive rounds),
-  :mod:`~mskseg.nn.training` (what the rules run);
+  :mod:`~mskseg.nn.validation` (whole volumes or sampled slices), :mod:`~mskseg.nn.fit` (one view's
+  model), :mod:`~mskseg.nn.transfer` (interactive rounds), :mod:`~mskseg.nn.training` (what the rules run);
 * prediction -- :mod:`~mskseg.nn.inference` (slices, sliding windows), :mod:`~mskseg.nn.predict`,
   :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`.
 

@@ -4,7 +4,9 @@
   indices ``0..K-1`` (0 background, ``label_values[i]`` -> ``i + 1``) and back;
 * :func:`plane_axis` gives the array axis across which a plane's slices are taken
   (sagittal: LR, coronal: AP, axial: SI world axis, from the direction matrix);
-* :func:`load_case` reads an image with its optional mask and weight map into a :class:`Case`;
+* :func:`load_case` reads an image with its optional mask and weight map into a :class:`Case` (whose
+  arrays may instead be handles to files, :mod:`mskseg.nn.cache`);
+* :func:`foreground_indices` -- the (bounded) foreground voxels foreground-centred patches start from;
 * :class:`SliceDataset` yields 2D (``n_slices=1``) or 2.5D slices along a plane, centre-padded or
   centre-cropped to one size; :class:`PatchDataset` yields 3D patches, foreground-centred with a
   given probability.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,7 @@ from mskseg.volume import Volume
 
 if TYPE_CHECKING:
     from mskseg.nn.augment import Augmenter
+    from mskseg.nn.cache import CachedArray
 
 #: plane names; their slices are taken across the LR, AP and SI world axes
 PLANES = ("sagittal", "coronal", "axial")
@@ -133,15 +136,22 @@ class Case:
     """One subject's arrays on one grid (axes in index order ``(X, Y, Z)``).
 
     ``image`` float32; ``target`` int64 class indices or None (inference only); ``weight`` float32
-    per-voxel loss weight or None (all ones); ``spacing`` in mm; ``direction`` the 3x3 direction matrix.
+    per-voxel loss weight or None (all ones); ``spacing`` in mm; ``direction`` the 3x3 direction matrix;
+    ``foreground``: the flat indices foreground-centred patches draw from, None: computed from the target
+    (:func:`foreground_indices`).
+
+    The arrays are ndarrays or handles to arrays on disk (:class:`mskseg.nn.cache.CachedArray`): the
+    datasets use only what both have (``shape``, ``ndim``, ``min()``, ``take(indices, axis=)``,
+    basic indexing, ``len``); :meth:`load` gives a case with every array in memory.
     """
 
     name: str
-    image: np.ndarray
-    target: np.ndarray | None
-    weight: np.ndarray | None
+    image: np.ndarray | CachedArray
+    target: np.ndarray | CachedArray | None
+    weight: np.ndarray | CachedArray | None
     spacing: tuple[float, float, float]
     direction: np.ndarray
+    foreground: np.ndarray | CachedArray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3:
@@ -154,6 +164,13 @@ class Case:
     def axis(self, plane: str) -> int:
         """Array axis normal to ``plane``'s slices (:func:`plane_axis`)."""
         return plane_axis(self.direction, plane)
+
+    def load(self) -> Case:
+        """This case with every array in memory (itself when they all are)."""
+        arrays = {what: getattr(self, what) for what in ("image", "target", "weight", "foreground")}
+        if all(a is None or isinstance(a, np.ndarray) for a in arrays.values()):
+            return self
+        return replace(self, **{what: None if a is None else np.asarray(a) for what, a in arrays.items()})
 
 
 def load_case(name: str, image: Path, *, mask: Path | None = None, weight: Path | None = None,
@@ -229,6 +246,26 @@ def fit_to_size(array: np.ndarray, size: Sequence[int], value: float) -> np.ndar
     return out
 
 
+#: at most this many foreground voxel indices per case are kept for foreground-centred patches
+FOREGROUND_LIMIT = 1 << 20
+#: the seed of the foreground sample of a case with more foreground voxels than the limit
+_FOREGROUND_SEED = 0
+
+
+def foreground_indices(target: np.ndarray, limit: int = FOREGROUND_LIMIT) -> np.ndarray:
+    """Flat indices (ascending) of the voxels with ``target > 0``: all of them, or a seeded sample of ``limit``.
+
+    int32 when the target has fewer than 2**31 voxels, else int64. The sample (without replacement,
+    sorted) only applies to a target with more than ``limit`` foreground voxels; it bounds what a
+    patch dataset keeps per case.
+    """
+    indices = np.flatnonzero(target).astype(np.int64 if target.size >= 2**31 else np.int32)
+    if len(indices) > limit:
+        rng = np.random.default_rng(_FOREGROUND_SEED)
+        indices = np.sort(rng.choice(indices, size=limit, replace=False))
+    return indices
+
+
 def _sample(image: np.ndarray, target: np.ndarray, weight: np.ndarray, sample_weight: float) -> dict:
     return {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.int64)),
@@ -301,13 +338,13 @@ class SliceDataset(Dataset):
         case, axis, half = self.cases[c], self.axes[c], self.n_slices // 2
         n = case.image.shape[axis]
         neighbours = np.clip(np.arange(k - half, k + half + 1), 0, n - 1)
-        image = np.moveaxis(np.take(case.image, neighbours, axis=axis), axis, 0)
+        image = np.moveaxis(case.image.take(neighbours, axis=axis), axis, 0)
         image = fit_to_size(image, self.size, self.minima[c])
-        target = fit_to_size(np.take(case.target, k, axis=axis), self.size, 0)
+        target = fit_to_size(case.target.take(k, axis=axis), self.size, 0)
         if case.weight is None:
             weight = np.ones(self.size, np.float32)
         else:
-            weight = fit_to_size(np.take(case.weight, k, axis=axis), self.size, 1.0)
+            weight = fit_to_size(case.weight.take(k, axis=axis), self.size, 1.0)
         sample_weight = 1.0
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, index])
@@ -346,7 +383,7 @@ class PatchDataset(Dataset):
         self.foreground_fraction = float(foreground_fraction)
         self.minima = [float(case.image.min()) for case in self.cases]
         # flat indices of foreground voxels, for foreground-centred patches
-        self._foreground = [np.flatnonzero(case.target).astype(np.int64 if case.target.size >= 2**31 else np.int32)
+        self._foreground = [case.foreground if case.foreground is not None else foreground_indices(case.target)
                             for case in self.cases]
         self.augment = augment
         self.seed = int(seed)
@@ -376,12 +413,13 @@ class PatchDataset(Dataset):
         else:
             start = np.array([rng.integers(0, n + 1) for n in last_start])
         box = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch, strict=True))
-        image = fit_to_size(case.image[box], self.patch_size, self.minima[c])[None]
-        target = fit_to_size(case.target[box], self.patch_size, 0)
+        # C-ordered copies, from memory or from disk alike (a mean in the augmentation adds in memory order)
+        image = fit_to_size(np.ascontiguousarray(case.image[box]), self.patch_size, self.minima[c])[None]
+        target = fit_to_size(np.ascontiguousarray(case.target[box]), self.patch_size, 0)
         if case.weight is None:
             weight = np.ones(self.patch_size, np.float32)
         else:
-            weight = fit_to_size(case.weight[box], self.patch_size, 1.0)
+            weight = fit_to_size(np.ascontiguousarray(case.weight[box]), self.patch_size, 1.0)
         sample_weight = 1.0
         if self.augment is not None:
             image, target, weight, sample_weight = self.augment(image, target, weight, rng)

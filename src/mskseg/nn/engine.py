@@ -295,33 +295,43 @@ class _Run:
                 bar.set_postfix(loss=f"{value:.4g}", refresh=False)
         return total / len(batches), samples
 
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` ends with a validation: every ``validation.every_epochs``-th and the last one."""
+        return epoch % self.settings.validation.every_epochs == 0 or epoch == self.settings.epochs
+
     def run_epoch(self, train_set: Dataset, loss_fn: LossFn, validate: ValidateFn | None) -> bool:
-        """Train, validate and step the schedule for the next epoch; return whether it is the best so far."""
+        """Train, validate (when due) and step the schedule for the next epoch; return whether it is the best
+        so far. Without a validation the monitored ``val_*`` value is unknown: best epoch, patience and
+        plateau schedule stay as they were."""
         settings, epoch = self.settings, self.epoch + 1
         began, lr = time.perf_counter(), float(self.optimizer.param_groups[0]["lr"])
         train_loss, samples = self.train_epoch(train_set, loss_fn, epoch)
         train_seconds = time.perf_counter() - began
-        metrics = _validate(validate, self.model, self.device, self.precision,
+        validated = validate is not None and self.validates(epoch)
+        metrics = _validate(validate if validated else None, self.model, self.device, self.precision,
                             _derived_seed(settings.seed, epoch, "validate"))
+        val_seconds = time.perf_counter() - began - train_seconds if validated else math.nan
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": math.nan, "val_dice": math.nan, "lr": lr,
                **metrics}
-        if settings.monitor != "train_loss" and settings.monitor not in metrics:
+        if validated and settings.monitor != "train_loss" and settings.monitor not in metrics:
             raise ValueError(f"monitor {settings.monitor!r} is not among the validate function's results "
                              f"({', '.join(metrics) or 'none'})")
-        value = float(row[settings.monitor])
-        better = _improved(value, self.best_value, self.best_epoch > 0, MONITORS[settings.monitor],
-                           settings.min_delta)
-        if better:
-            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
-        else:
-            self.bad_epochs += 1
-        if settings.schedule == "plateau":
-            self.scheduler.step(value)
-        elif self.scheduler is not None:
+        better = False
+        if settings.monitor == "train_loss" or validated:
+            value = float(row[settings.monitor])
+            better = _improved(value, self.best_value, self.best_epoch > 0, MONITORS[settings.monitor],
+                               settings.min_delta)
+            if better:
+                self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+            else:
+                self.bad_epochs += 1
+            if settings.schedule == "plateau":
+                self.scheduler.step(value)
+        if settings.schedule != "plateau" and self.scheduler is not None:
             self.scheduler.step()
         self.stopped = settings.early_stopping is not None and self.bad_epochs >= settings.early_stopping
-        self.rows.append({**row, "seconds": time.perf_counter() - began,
-                          "samples_per_s": samples / max(train_seconds, 1e-9)})
+        self.rows.append({**row, "seconds": time.perf_counter() - began, "train_seconds": train_seconds,
+                          "val_seconds": val_seconds, "samples_per_s": samples / max(train_seconds, 1e-9)})
         self.epoch = epoch
         return better
 
@@ -347,7 +357,8 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
         other outputs (a warning is logged); a finished one is returned without training.
     validate : callable, optional
         ``(model in eval mode, device, precision) -> {"val_dice": ..., "val_loss": ..., ...}``,
-        called after every epoch under ``torch.no_grad()``; needed when ``monitor`` is ``val_*``.
+        called under ``torch.no_grad()`` after every ``settings.validation.every_epochs``-th epoch and
+        the last; needed when ``monitor`` is ``val_*``.
     logger : logging.Logger, optional
         Where the device line and one line per epoch go (default ``mskseg.nn.engine``).
 
@@ -420,8 +431,11 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
 
 
 def _epoch_line(settings: TrainSettings, row: Mapping[str, float], better: bool) -> str:
-    """``epoch 3/40: train_loss 0.41, val_dice 0.9, lr 1e-05, 12.3 s, 45.6 samples/s (best)``."""
-    skip = ("epoch", "lr", "seconds", "samples_per_s")
+    """``epoch 3/40: train_loss 0.41, val_dice 0.9, lr 1e-05, 12.3 s (training 10.1 s, validation 2.2 s),
+    45.6 samples/s (best)``."""
+    skip = ("epoch", "lr", "seconds", "train_seconds", "val_seconds", "samples_per_s")
     values = [f"{key} {value:.4g}" for key, value in row.items() if key not in skip and math.isfinite(value)]
-    values += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f} s", f"{row['samples_per_s']:.1f} samples/s"]
+    split = f"training {row['train_seconds']:.1f} s, " + (
+        f"validation {row['val_seconds']:.1f} s" if math.isfinite(row["val_seconds"]) else "no validation")
+    values += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f} s ({split})", f"{row['samples_per_s']:.1f} samples/s"]
     return f"epoch {row['epoch']}/{settings.epochs}: " + ", ".join(values) + (" (best)" if better else "")

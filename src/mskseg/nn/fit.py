@@ -1,8 +1,8 @@
 """Training one view's model of a :class:`~mskseg.nn.method.MethodSpec`: its samples, loss and validation.
 
 :func:`train_view` builds the network and the view's dataset (slices, multi-planar slices or 3D
-patches, augmented as the method says), validates on whole volumes after every epoch and runs the
-engine (:func:`mskseg.nn.engine.train`) in a resumable work folder.
+patches, augmented as the method says), validates as its ``train.validation`` settings say
+(:mod:`mskseg.nn.validation`) and runs the engine (:func:`mskseg.nn.engine.train`) in a resumable work folder.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from mskseg.nn import device as dev
 from mskseg.nn.augment import build_augmenter
 from mskseg.nn.data import Case, PatchDataset, SliceDataset, in_plane_size
-from mskseg.nn.engine import LossFn, TrainResult, ValidateFn, train
+from mskseg.nn.engine import LossFn, TrainResult, train
 from mskseg.nn.losses import get_loss
 from mskseg.nn.method import PLANE_VIEWS, MethodSpec
 from mskseg.nn.model_info import ModelInfo
@@ -32,7 +30,7 @@ from mskseg.nn.multiplanar import (
     sphere_span,
     training_grid,
 )
-from mskseg.nn.predict import predict_view
+from mskseg.nn.validation import dice_and_nll, make_validator
 from mskseg.nn.weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -85,30 +83,6 @@ def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case]) -> to
                         seed=seed)
 
 
-def dice_and_nll(probs: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """Mean foreground Dice of the argmax (classes present in either) and the mean -log p(target)."""
-    pred = probs.argmax(axis=0)
-    dices = []
-    for c in range(1, probs.shape[0]):
-        p, t = pred == c, target == c
-        denom = int(p.sum()) + int(t.sum())
-        if denom:
-            dices.append(2.0 * np.logical_and(p, t).sum() / denom)
-    picked = np.take_along_axis(probs, target[None].astype(np.int64), axis=0)[0]
-    nll = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
-    return (float(np.mean(dices)) if dices else 1.0), nll
-
-
-def make_validator(info: ModelInfo, cases: Sequence[Case], batch_size: int) -> ValidateFn:
-    """Validation on whole volumes: mean Dice and cross-entropy of the assembled prediction."""
-    def validate(model: nn.Module, device: torch.device, precision: str) -> dict[str, float]:
-        scores = [dice_and_nll(predict_view(model, info, case, device=device, precision=precision,
-                                            channels_last=dev.use_channels_last(device), batch_size=batch_size),
-                               case.target) for case in cases]
-        return {"val_dice": float(np.mean([s[0] for s in scores])), "val_loss": float(np.mean([s[1] for s in scores]))}
-    return validate
-
-
 def train_view(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cases: Sequence[Case],
                label_values: Sequence[int], workdir: str | os.PathLike, *,
                init_weights: str | os.PathLike | None = None,
@@ -126,7 +100,8 @@ def train_view(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cas
         result = load_weights(model, start)
         logger.info("started from %s (%s)", start, result)
     dataset = make_dataset(spec, info, train_cases)
-    validate = make_validator(info, val_cases, spec.inference.batch_size) if val_cases else None
+    validate = (make_validator(info, val_cases, spec.inference.batch_size, settings.validation) if val_cases
+                else None)
     if validate is None and settings.monitor.startswith("val_"):
         settings = replace(settings, monitor="train_loss")
         logger.warning("no validation subjects: monitoring the training loss")

@@ -15,7 +15,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,8 @@ import pandas as pd
 
 from mskseg.io.atomic import atomic_path
 
-__all__ = ["FusionFit", "fit_fusion_weights", "fuse", "read_fusion_weights", "simplex_grid", "write_fusion_weights"]
+__all__ = ["FusionFit", "fit_fusion_streamed", "fit_fusion_weights", "fuse", "read_fusion_weights", "simplex_grid",
+           "write_fusion_weights"]
 
 #: weights read from a file may miss 1 by this much (decimal rounding)
 _SUM_TOLERANCE = 1e-6
@@ -238,16 +239,36 @@ def fit_fusion_weights(probs: Sequence[Sequence[np.ndarray]], targets: Sequence[
     n_views = {len(case) for case in probs}
     if len(n_views) != 1:
         raise ValueError(f"every case must have the same views, got view counts {sorted(n_views)}")
-    v = n_views.pop()
-    grid = simplex_grid(v, step)
+    return fit_fusion_streamed(zip(probs, targets, strict=True), n_views.pop(), step=step)
+
+
+def fit_fusion_streamed(cases: Iterable[tuple[Sequence[np.ndarray], np.ndarray]], n_views: int, *,
+                        step: float = 0.05) -> FusionFit:
+    """:func:`fit_fusion_weights` on ``(probs[view], target)`` pairs taken one at a time from an iterable
+    (e.g. a generator that predicts one case after the other): only one case's arrays are needed at once.
+
+    Raises
+    ------
+    ValueError
+        As :func:`fit_fusion_weights`; a case with another number of views than ``n_views``.
+    """
+    grid = simplex_grid(n_views, step)
     total = np.zeros(grid.shape[0], dtype=np.float64)
-    for i, (case_probs, target) in enumerate(zip(probs, targets, strict=True)):
-        total += _mean_dice(*_case_counts(case_probs, target, grid, i))
-    mean = total / len(probs)
+    n_cases = 0
+    for case_probs, target in cases:  # not enumerate(): it would hold the last case while the next one is made
+        if len(case_probs) != n_views:
+            raise ValueError(f"every case must have the same views: case {n_cases} has {len(case_probs)}, "
+                             f"not {n_views}")
+        total += _mean_dice(*_case_counts(case_probs, target, grid, n_cases))
+        n_cases += 1
+        del case_probs, target
+    if n_cases == 0:
+        raise ValueError("fit_fusion_weights needs at least one validation case")
+    mean = total / n_cases
     candidates = np.flatnonzero(mean >= mean.max() - _TIE_TOLERANCE)
-    spread = np.linalg.norm(grid[candidates] - 1.0 / v, axis=1)
+    spread = np.linalg.norm(grid[candidates] - 1.0 / n_views, axis=1)
     best = int(candidates[np.argmin(spread)])
-    table = pd.DataFrame(grid, columns=[f"w{j}" for j in range(v)]).assign(dice=mean)
+    table = pd.DataFrame(grid, columns=[f"w{j}" for j in range(n_views)]).assign(dice=mean)
     return FusionFit(weights=tuple(float(x) for x in grid[best]), dice=float(mean[best]), grid=table,
                      step=float(step))
 

@@ -2,9 +2,10 @@
 
 One row per epoch with the columns of :data:`COLUMNS` (losses are the loss function's units,
 ``lr`` the learning rate used during the epoch, ``seconds`` the wall time of the epoch including
-validation, ``samples_per_s`` the training throughput), followed by any other metrics the
-validation function returned, in the order they first appear. Missing values are NaN (e.g. the
-validation columns of a run without validation).
+validation, split into ``train_seconds`` and ``val_seconds``, ``samples_per_s`` the training
+throughput), followed by any other metrics the validation function returned, in the order they
+first appear. Missing values are NaN (e.g. the validation columns, ``val_seconds`` included, of an
+epoch without validation).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import pandas as pd
 
 from mskseg.io.atomic import atomic_path
 
-COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "samples_per_s")
+COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "train_seconds", "val_seconds",
+           "samples_per_s")
+#: the columns measured by the clock: the only ones in which two runs with the same weights differ
+TIMING = ("seconds", "train_seconds", "val_seconds", "samples_per_s")
 
 
 def history_frame(rows: Sequence[Mapping[str, float]] | pd.DataFrame) -> pd.DataFrame:
@@ -52,6 +56,20 @@ def _finite(values: pd.Series) -> bool:
     return bool(np.isfinite(values.to_numpy(dtype=float)).any())
 
 
+def _points(history: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The epochs with a finite value of ``column`` and those values (validation every k epochs: a line
+    through the validated epochs)."""
+    values = history[column].to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    return history["epoch"].to_numpy()[finite], values[finite]
+
+
+def _marker(history: pd.DataFrame, column: str) -> str | None:
+    """Points where the curve has fewer than two values or where epochs without a value lie between."""
+    finite = np.isfinite(history[column].to_numpy(dtype=float))
+    return "o" if finite.sum() < 2 or not finite.all() else None
+
+
 def _guess_best(history: pd.DataFrame) -> int | None:
     """The best epoch by validation Dice (highest), else validation loss, else training loss (lowest)."""
     for column, pick in (("val_dice", "idxmax"), ("val_loss", "idxmin"), ("train_loss", "idxmin")):
@@ -76,7 +94,8 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, *, title: str =
         The epoch to mark with a vertical line; by default the epoch with the highest validation
         Dice, else the lowest validation loss, else the lowest training loss.
 
-    A single epoch is drawn as points; a panel without any finite value says so instead of a curve.
+    A single epoch is drawn as points, and so are the validated epochs of a run that validates every
+    k epochs (joined by a line); a panel without any finite value says so instead of a curve.
     Uses matplotlib's Agg canvas directly (no pyplot state, no display needed).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -89,12 +108,10 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, *, title: str =
     fig = Figure(figsize=(9.0, 3.6))
     FigureCanvasAgg(fig)
     loss_ax, dice_ax = fig.subplots(1, 2)
-    epochs = history["epoch"].to_numpy()
-    marker = "o" if len(history) < 2 else None
     drawn = False
     for column, label in (("train_loss", "training"), ("val_loss", "validation")):
         if _finite(history[column]):
-            loss_ax.plot(epochs, history[column].to_numpy(), marker=marker, label=label)
+            loss_ax.plot(*_points(history, column), marker=_marker(history, column), label=label)
             drawn = True
     if drawn:
         loss_ax.legend(loc="best")
@@ -102,7 +119,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, *, title: str =
         loss_ax.text(0.5, 0.5, "no loss values", ha="center", va="center", transform=loss_ax.transAxes)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     if _finite(history["val_dice"]):
-        dice_ax.plot(epochs, history["val_dice"].to_numpy(), marker=marker, color="tab:green")
+        dice_ax.plot(*_points(history, "val_dice"), marker=_marker(history, "val_dice"), color="tab:green")
     else:
         dice_ax.text(0.5, 0.5, "no validation Dice", ha="center", va="center", transform=dice_ax.transAxes)
     dice_ax.set(xlabel="epoch", ylabel="Dice", title="validation Dice")

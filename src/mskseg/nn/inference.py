@@ -73,8 +73,9 @@ class _EvalMode:
 # ------------------------------------------------------------------------------- 2D / 2.5D
 def predict_slices(model: nn.Module, image: np.ndarray, axis: int, *, n_slices: int = 1, multiple: int = 16,
                    batch_size: int = 32, device: torch.device | None = None, precision: str = "fp32",
-                   channels_last: bool = False) -> np.ndarray:
-    """Softmax probabilities ``(K, X, Y, Z)`` float32 of every slice of ``image`` along ``axis``.
+                   channels_last: bool = False, indices: np.ndarray | None = None,
+                   pad_value: float | None = None) -> np.ndarray:
+    """Softmax probabilities ``(K, X, Y, Z)`` float32 of every slice of ``image`` along ``axis`` (or of some).
 
     Slice ``i`` is ``np.take(image, i, axis)`` (the two other axes in increasing order are the
     network's (H, W)). For 2.5D (``n_slices > 1``) the network gets the slices
@@ -103,17 +104,23 @@ def predict_slices(model: nn.Module, image: np.ndarray, axis: int, *, n_slices: 
         ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:func:`mskseg.nn.device.resolve_precision`).
     channels_last : bool
         Feed the network channels-last input (faster with bf16/fp16 on tensor cores).
+    indices : np.ndarray, optional
+        Only these slices (0 .. n - 1), in this order; None: every slice. Only they (and their 2.5D
+        neighbours) are read from ``image``: a memory map stays mostly unread.
+    pad_value : float, optional
+        The padding value; None: ``image.min()`` (give it with ``indices`` to leave the rest unread).
 
     Returns
     -------
     np.ndarray
-        float32 ``(K, X, Y, Z)``; the probabilities of each voxel sum to 1.
+        float32 ``(K, X, Y, Z)`` (with ``indices``: ``len(indices)`` slices along ``axis + 1``); the
+        probabilities of each voxel sum to 1.
 
     Raises
     ------
     ValueError
-        A non-3D or empty image, an invalid axis, an even or non-positive ``n_slices``, or a
-        non-positive ``multiple``/``batch_size``.
+        A non-3D or empty image, an invalid axis, an even or non-positive ``n_slices``, a
+        non-positive ``multiple``/``batch_size``, or ``indices`` outside the volume.
     """
     image = _check_image(image)
     if not -3 <= axis <= 2:
@@ -127,14 +134,17 @@ def predict_slices(model: nn.Module, image: np.ndarray, axis: int, *, n_slices: 
     precision = resolve_precision(device, precision)
 
     n = image.shape[axis]
+    wanted = np.arange(n) if indices is None else np.asarray(indices, dtype=np.intp).reshape(-1)
+    if len(wanted) == 0 or wanted.min() < 0 or wanted.max() >= n:
+        raise ValueError(f"indices must be a non-empty selection of slices 0..{n - 1}")
     plane = tuple(s for a, s in enumerate(image.shape) if a != axis)  # (H, W)
     padded = tuple(_round_up(s, multiple) for s in plane)
     (h0, w0), (h, w) = ((p - s) // 2 for p, s in zip(padded, plane, strict=True)), plane
-    batch = min(int(batch_size), n)
+    batch = min(int(batch_size), len(wanted))
     # the reused input buffer; its border keeps the padding value, only the centre is rewritten
     buf = torch.empty((batch, n_slices, *padded), dtype=torch.float32, pin_memory=device.type == "cuda")
     buf_np = buf.numpy()
-    buf_np.fill(float(image.min()))
+    buf_np.fill(float(image.min()) if pad_value is None else float(pad_value))
     # buffer centre in np.take's output layout: the volume's axes with `axis` replaced by (B, N)
     order = {0: (0, 1, 2, 3), 1: (2, 0, 1, 3), 2: (2, 3, 0, 1)}[axis]
     offsets = np.arange(n_slices) - n_slices // 2
@@ -142,9 +152,9 @@ def predict_slices(model: nn.Module, image: np.ndarray, axis: int, *, n_slices: 
     out_view: np.ndarray | None = None  # `out` as (K, n, H, W)
 
     with _EvalMode(model), torch.inference_mode():
-        for start in range(0, n, batch):
-            b = min(batch, n - start)
-            idx = np.arange(start, start + b)[:, None] + offsets  # (b, N); clamped by mode="clip"
+        for start in range(0, len(wanted), batch):
+            b = min(batch, len(wanted) - start)
+            idx = wanted[start:start + b, None] + offsets  # (b, N); clamped by mode="clip"
             centre = buf_np[:b, :, h0:h0 + h, w0:w0 + w].transpose(order)
             np.take(image, idx, axis=axis, out=centre, mode="clip")
             x = buf[:b].to(device, non_blocking=True)
@@ -156,7 +166,9 @@ def predict_slices(model: nn.Module, image: np.ndarray, axis: int, *, n_slices: 
             # blocking copy back: the H2D copy of `buf` has finished before it is refilled
             prob = prob.transpose(0, 1).cpu().numpy()  # (K, b, H, W)
             if out is None:
-                out = np.empty((prob.shape[0], *image.shape), dtype=np.float32)
+                shape = list(image.shape)
+                shape[axis] = len(wanted)
+                out = np.empty((prob.shape[0], *shape), dtype=np.float32)
                 out_view = np.moveaxis(out, axis + 1, 1)
             out_view[:, start:start + b] = prob
     assert out is not None

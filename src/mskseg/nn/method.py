@@ -127,8 +127,12 @@ class MethodSpec:
         patch = _parse(f"{where}.patch", PatchSettings.from_dict, spec.get("patch"))
         if view == "volume" and any(s % multiple for s in patch.size):
             raise ConfigError(f"{where}.patch.size: {list(patch.size)} must be multiples of {multiple}")
+        train = _parse(f"{where}.train", TrainSettings.from_dict, spec.get("train"))
+        if train.validation.slices_per_volume is not None and view not in (*PLANE_VIEWS, "three_plane"):
+            raise ConfigError(f"{where}.train.validation.slices_per_volume: a sample of slices needs a plane view; "
+                              f"view {view!r} validates on whole volumes (use every_epochs to validate less often)")
         return cls(name=name, network=network, view=view, n_slices=n_slices, loss=loss, weight_map=weight_map,
-                   train=_parse(f"{where}.train", TrainSettings.from_dict, spec.get("train")),
+                   train=train,
                    augment=_parse(f"{where}.augment", AugmentSettings.from_dict, spec.get("augment")),
                    multiplanar=multiplanar, patch=patch, fusion_step=fusion_step,
                    inference=_parse(f"{where}.inference", InferenceSettings.from_dict, spec.get("inference")),

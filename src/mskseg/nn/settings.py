@@ -1,10 +1,11 @@
 """Typed settings of a trained method, parsed once from its config entry and imported without torch.
 
-:class:`TrainSettings` (the training loop), :class:`AugmentSettings` (data augmentation),
-:class:`MultiplanarSettings` (MPUNet's views), :class:`PatchSettings` (3D patches),
-:class:`InferenceSettings` (where and how predictions run), :class:`PretrainSettings` and
-:class:`InteractiveSettings` (the hip paper's transfer learning). Each checks its values when it is
-made (errors name the setting) and has ``from_dict`` (unknown keys are errors) and ``to_dict``.
+:class:`TrainSettings` (the training loop, with its :class:`ValidationSettings`),
+:class:`AugmentSettings` (data augmentation), :class:`MultiplanarSettings` (MPUNet's views),
+:class:`PatchSettings` (3D patches), :class:`InferenceSettings` (where and how predictions run),
+:class:`PretrainSettings` and :class:`InteractiveSettings` (the hip paper's transfer learning). Each
+checks its values when it is made (errors name the setting) and has ``from_dict`` (unknown keys are
+errors) and ``to_dict``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _plain(settings: Any) -> dict[str, Any]:
             return [plain(v) for v in value]
         if isinstance(value, Mapping):
             return {k: plain(v) for k, v in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return _plain(value)
         return value
     return {f.name: plain(getattr(settings, f.name)) for f in fields(settings) if f.init}
 
@@ -58,6 +61,48 @@ class _Settings:
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain values (tuples as lists), what :meth:`from_dict` reads back."""
         return _plain(self)
+
+
+def _positive_int(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < 1:
+        raise ValueError(f"{where} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _fraction(where: str, value: Any, *, closed: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{where} must lie in [0, 1{']' if closed else ')'}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ValidationSettings(_Settings):
+    """When, and on which slices, a training scores its validation subjects.
+
+    ``every_epochs``: validate after every k-th epoch (k, 2k, ...) and always after the last one;
+    ``slices_per_volume``: None scores whole volumes, a number n scores n slices of each validation
+    volume (plane views, 2D and 2.5D only): one drawn at random from each of n equal runs of the
+    volume's slices, with ``seed`` and the subject's name, the same slices at every validation
+    (a volume with fewer slices is scored whole).
+    """
+
+    WHAT: ClassVar[str] = "validation"
+
+    every_epochs: int = 1
+    slices_per_volume: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "every_epochs", _positive_int("validation setting 'every_epochs'",
+                                                               self.every_epochs))
+        if self.slices_per_volume is not None:
+            object.__setattr__(self, "slices_per_volume", _positive_int(
+                "validation setting 'slices_per_volume' (or null)", self.slices_per_volume))
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or int(seed) != seed:
+            raise ValueError(f"validation setting 'seed' must be a whole number, got {seed!r}")
+        object.__setattr__(self, "seed", int(seed))
 
 
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -108,7 +153,11 @@ class TrainSettings(_Settings):
     better), ``val_loss`` or ``train_loss`` (lower is better); ``device``/``precision``/
     ``channels_last``: see :mod:`mskseg.nn.device`; ``grad_clip``: max gradient 2-norm;
     ``progress``: a progress bar (None: when stderr is a terminal); ``tensorboard``: also log
-    scalars for TensorBoard (needs the ``tensorboard`` package).
+    scalars for TensorBoard (needs the ``tensorboard`` package); ``validation``: how often and on
+    which slices the validation subjects are scored (:class:`ValidationSettings`; a mapping is
+    parsed). When a ``val_*`` value is monitored, the best epoch, ``early_stopping`` and the
+    plateau schedule's ``plateau_patience`` count validations: an epoch without validation
+    changes none of them.
     """
 
     WHAT: ClassVar[str] = "training"
@@ -135,8 +184,13 @@ class TrainSettings(_Settings):
     grad_clip: float | None = None
     progress: bool | None = None
     tensorboard: bool = False
+    validation: ValidationSettings = ValidationSettings()
 
     def __post_init__(self) -> None:
+        if isinstance(self.validation, Mapping):
+            object.__setattr__(self, "validation", ValidationSettings.from_dict(self.validation))
+        elif not isinstance(self.validation, ValidationSettings):
+            raise ValueError(f"training setting 'validation' must be a mapping, got {self.validation!r}")
         for name, (integer, low, inclusive, optional) in _NUMERIC.items():
             value = getattr(self, name)
             if value is None and optional:
@@ -259,19 +313,6 @@ class AugmentSettings(_Settings):
         return self.affine or intensity or elastic or self.motion_blur > 0
 
 
-def _positive_int(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < 1:
-        raise ValueError(f"{where} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
-def _fraction(where: str, value: Any, *, closed: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            0 <= value <= 1 if closed else 0 <= value < 1):
-        raise ValueError(f"{where} must lie in [0, 1{']' if closed else ')'}, got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class MultiplanarSettings(_Settings):
     """MPUNet's sampling (Perslev et al.): ``n_views`` random view normals at least ``min_angle_deg`` apart
@@ -370,4 +411,5 @@ class InteractiveSettings(_Settings):
 
 
 __all__ = ["BLUR_LENGTHS", "MONITORS", "PRECISIONS", "SCHEDULES", "AugmentSettings", "InferenceSettings",
-           "InteractiveSettings", "MultiplanarSettings", "PatchSettings", "PretrainSettings", "TrainSettings"]
+           "InteractiveSettings", "MultiplanarSettings", "PatchSettings", "PretrainSettings", "TrainSettings",
+           "ValidationSettings"]

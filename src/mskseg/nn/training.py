@@ -8,7 +8,10 @@
 Each training job keeps its checkpoints in a working folder named after a fingerprint of its
 inputs' names and contents (SHA-256, :class:`mskseg.io.checksums.Digests`) and of its settings: a job
 killed and re-run on the same inputs resumes from its last checkpoint, also after the inputs were
-copied or touched; changed inputs or settings start a fresh run. A job holds an exclusive lock on its
+copied or touched; changed inputs or settings start a fresh run. Its subjects' arrays are written
+once into the folder's ``cache/`` and read from there a slice or patch at a time
+(:mod:`mskseg.nn.cache`): the job's memory does not grow with the number of subjects. The cache is
+reused by a resumed job and deleted once the model is exported. A job holds an exclusive lock on its
 work folder while it trains (:func:`mskseg.io.locks.folder_lock`): a second job for the same model, such
 as one started by a new run while an orphan of a killed run still trains, waits for it and then resumes
 from (or returns) what it finished.
@@ -21,7 +24,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +37,13 @@ from mskseg.io.checksums import Digests, file_sha256
 from mskseg.io.locks import folder_lock
 from mskseg.io.tables import write_table
 from mskseg.nn import device as dev
+from mskseg.nn.cache import cache_cases, remove_cache
 from mskseg.nn.data import Case, load_case
 from mskseg.nn.engine import TrainResult
 from mskseg.nn.fit import train_view
-from mskseg.nn.fusion import FusionFit, fit_fusion_weights, write_fusion_weights
+from mskseg.nn.fusion import FusionFit, fit_fusion_streamed, write_fusion_weights
 from mskseg.nn.history import plot_history, write_history
-from mskseg.nn.method import MethodSpec
+from mskseg.nn.method import PLANE_VIEWS, MethodSpec
 from mskseg.nn.model_info import ModelInfo, load_trained
 from mskseg.nn.predict import predict_view
 from mskseg.nn.transfer import ROUND_COLUMNS, finetune_rounds
@@ -118,6 +122,16 @@ def export_model(result: TrainResult, info: ModelInfo, files: ModelFiles, *, rou
 
 #: the digest cache of a job's work folder
 DIGESTS = "digests.json"
+#: the case cache in a run's folder (mskseg.nn.cache)
+CACHE = "cache"
+
+
+def _cached(run_dir: Path, view: str, names: Sequence[str], images: Sequence[PathLike],
+            masks: Sequence[PathLike] | None, weights: Sequence[PathLike] | None, label_values: Sequence[int],
+            logger: logging.Logger) -> list[Case]:
+    """Cases whose arrays are read from the run's cache (slices of ``view`` stored contiguously)."""
+    return cache_cases(run_dir / CACHE, names, images, masks, weights, label_values=label_values,
+                       plane=view if view in PLANE_VIEWS else None, foreground=view == "3d", logger=logger)
 
 
 def _run_dir(workdir: PathLike, prefix: str, inputs: Sequence[PathLike], key: Mapping[str, Any]) -> Path:
@@ -135,17 +149,18 @@ def train_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjects:
     """
     logger = logger or logging.getLogger(__name__)
     values = list(labels.values())
-    cases = {role: load_cases(subjects[role], files[f"{role}_image"], files[f"{role}_mask"],
-                              files.get(f"{role}_weight") or None, label_values=values) for role in ("train", "val")}
     inputs = [p for key in sorted(files) for p in files[key]] + ([pretrained] if pretrained else [])
     with folder_lock(workdir, logger=logger):
         run_dir = _run_dir(workdir, "", inputs, {"spec": repr(spec), "labels": dict(labels), "view": view,
                                                   "subjects": {k: list(v) for k, v in subjects.items()}})
+        cases = {role: _cached(run_dir, view, subjects[role], files[f"{role}_image"], files[f"{role}_mask"],
+                               files.get(f"{role}_weight") or None, values, logger) for role in ("train", "val")}
         logger.info("method %s, view %s: %d training and %d validation subjects; checkpoints in %s", spec.name,
                     view, len(cases["train"]), len(cases["val"]), run_dir)
         result, info, rounds = run_training(spec, view, cases["train"], cases["val"], labels, run_dir,
                                             init_weights=pretrained, logger=logger)
         export_model(result, info, outputs, rounds=rounds, title=title)
+        remove_cache(run_dir / CACHE)
     logger.info("best epoch %d (%s %.4f) of %d; model %s", result.best_epoch, spec.train.monitor, result.best_value,
                 result.epochs_run, outputs.model)
     return result
@@ -158,14 +173,15 @@ def pretrain_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjec
     logger = logger or logging.getLogger(__name__)
     pre = spec.pretraining()
     values = list(labels.values())
-    cases = load_cases(subjects, images, poor_masks, label_values=values)
     with folder_lock(workdir, logger=logger):
         run_dir = _run_dir(workdir, "pretrain-", [*images, *poor_masks],
                            {"spec": repr(pre), "labels": dict(labels), "view": view})
+        cases = _cached(run_dir, view, subjects, images, poor_masks, None, values, logger)
         logger.info("method %s, view %s: pre-training on the poor labels of %d subjects; checkpoints in %s",
                     spec.name, view, len(cases), run_dir)
         result, info = train_view(pre, view, cases, [], values, run_dir, logger=logger)
         export_model(result, info, outputs)
+        remove_cache(run_dir / CACHE)
     logger.info("pre-trained for %d epochs; best train_loss %.4f at epoch %d", result.epochs_run, result.best_value,
                 result.best_epoch)
     return result
@@ -175,17 +191,27 @@ def fit_fold_fusion(spec: MethodSpec, labels: Mapping[str, int], images: Sequenc
                     masks: Sequence[PathLike], models: Sequence[PathLike], infos: Sequence[PathLike], *,
                     weights: PathLike, grid: PathLike) -> tuple[list[str], FusionFit]:
     """The three-plane fusion weights of a fold (Luan et al.), fitted on its validation subjects; writes the
-    weights and the grid of every tried weight vector. Returns the views and the fit."""
+    weights and the grid of every tried weight vector. Returns the views and the fit.
+
+    One subject at a time is read and predicted (the memory holds one subject's views, not the fold's)."""
     if not images:
         raise ValueError(f"method {spec.name}: the fold has no validation subjects to fit the fusion weights on")
-    cases = load_cases([Path(p).name for p in images], images, masks, label_values=list(labels.values()))
+    if len(masks) != len(images):
+        raise ValueError(f"{len(images)} validation images but {len(masks)} masks")
     device = dev.resolve_device(spec.inference.device)
     precision = dev.resolve_precision(device, spec.inference.precision)
     trained = [load_trained(m, i, device) for m, i in zip(models, infos, strict=True)]
-    probs = [[predict_view(model, info, case, device=device, precision=precision,
-                           channels_last=dev.use_channels_last(device), batch_size=spec.inference.batch_size)
-              for model, info in trained] for case in cases]
-    fit = fit_fusion_weights(probs, [c.target for c in cases], step=spec.fusion_step)
+
+    def subjects() -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+        for image, mask in zip(images, masks, strict=True):
+            case, _ = load_case(Path(image).name, Path(image), mask=Path(mask), label_values=list(labels.values()))
+            probs = [predict_view(model, info, case, device=device, precision=precision,
+                                  channels_last=dev.use_channels_last(device), batch_size=spec.inference.batch_size)
+                     for model, info in trained]
+            yield probs, case.target
+            del case, probs
+
+    fit = fit_fusion_streamed(subjects(), len(trained), step=spec.fusion_step)
     views = [info.view for _, info in trained]
     write_fusion_weights(weights, views, fit)
     write_table(fit.grid, grid)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,8 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
             load_weights(model, result.best_weights)
             device = dev.resolve_device(spec.inference.device)
             model.to(device).eval()
-            for case in unseen:
+            for subject in unseen:
+                case = replace(subject, weight=None, foreground=None).load()  # in memory, one at a time
                 probs = predict_view(model, info, case, device=device,
                                      precision=dev.resolve_precision(device, spec.inference.precision),
                                      channels_last=dev.use_channels_last(device),

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mskseg.nn.cache import mapped
 from mskseg.nn.multiplanar.geometry import PlaneGrid, plane_coordinates, sample_plane, view_bases
 
 
 @dataclass
 class MultiPlanarCase:
-    """The arrays of one training case (``mskseg.nn.data.Case`` has the same attributes).
+    """The arrays of one training case (``mskseg.nn.data.Case`` has the same attributes, and its arrays may be
+    :class:`~mskseg.nn.cache.CachedArray` handles: a sample reads only what its plane crosses).
 
     ``image`` float32 ``(X, Y, Z)``; ``target`` int64 class indices or None; ``weight`` float32
     loss weights or None (ones); ``spacing`` (mm) and ``direction`` as in :mod:`mskseg.volume`.
@@ -63,7 +65,7 @@ class MultiPlanarDataset(torch.utils.data.Dataset):
     @staticmethod
     def _check_case(case) -> float:
         name = getattr(case, "name", "?")
-        image = np.asarray(case.image)
+        image = case.image if hasattr(case.image, "take") else np.asarray(case.image)
         if image.ndim != 3:
             raise ValueError(f"case {name}: image must be 3D (X, Y, Z), got shape {image.shape}")
         if case.target is None:
@@ -90,14 +92,16 @@ class MultiPlanarDataset(torch.utils.data.Dataset):
         half = self.max_offset_fraction * self.grid.span_mm / 2.0
         offset = float(rng.uniform(-half, half))
         case = self.cases[n_case]
-        image = np.asarray(case.image)
-        coords = plane_coordinates(image.shape, case.spacing, case.direction, basis, self.grid, offset, rotation)
-        img = sample_plane(image, coords, order=1, cval=self._image_min[n_case])[None]
-        target = sample_plane(np.asarray(case.target), coords, order=0, cval=0).astype(np.int64)
+        coords = plane_coordinates(case.image.shape, case.spacing, case.direction, basis, self.grid, offset, rotation)
+        with mapped(case.image) as image:  # an array on disk: only the pages the plane crosses are read
+            img = sample_plane(image, coords, order=1, cval=self._image_min[n_case])[None]
+        with mapped(case.target) as labels:
+            target = sample_plane(labels, coords, order=0, cval=0).astype(np.int64)
         if case.weight is None:
             weight = np.ones(target.shape, np.float32)
         else:
-            weight = sample_plane(np.asarray(case.weight), coords, order=1, cval=1.0)
+            with mapped(case.weight) as weights:
+                weight = sample_plane(weights, coords, order=1, cval=1.0)
         sample_weight = 1.0
         if self.augment is not None:
             img, target, weight, sample_weight = self.augment(img, target, weight, rng)
