@@ -257,3 +257,19 @@ def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
     assert set(np.unique(labels.array)) <= {0, 1, 2}
     record = json.loads((tmp_path / "pred.json").read_text(encoding="utf-8"))
     assert record["fusion_weights"] == weights and record["seconds"] >= 0
+    # post-processing opted in: the raw label map through the dataset's steps, each step's voxels recorded
+    from mskseg.postprocess import PostprocessSettings, postprocess_labels
+
+    steps = PostprocessSettings(keep_components={1: 1}, fill_holes=True)
+    cleaned = tmp_path / "pred_pp.nii.gz"
+    predict_subject.main(subject="s4", image=Path(files["image"][4]), models=models, infos=infos,
+                         settings=InferenceSettings(batch_size=8), labels=LABELS, prediction=cleaned,
+                         record=tmp_path / "pred_pp.json", fusion=tmp_path / "fusion.json", postprocess=steps,
+                         log=tmp_path / "pred_pp.log")
+    expected, changes = postprocess_labels(labels.array, list(LABELS.values()), spacing=labels.spacing,
+                                           settings=steps)
+    np.testing.assert_array_equal(read_volume(cleaned).array, expected)
+    record = json.loads((tmp_path / "pred_pp.json").read_text(encoding="utf-8"))
+    assert [r["step"] for r in record["postprocess"]] == [r["step"] for c in changes for r in c.rows()]
+    assert {r["step"] for r in record["postprocess"]} == {c.step for c in changes} and len(changes) == 2
+    assert "post-processing" in (tmp_path / "pred_pp.log").read_text(encoding="utf-8")

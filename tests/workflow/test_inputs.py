@@ -182,7 +182,17 @@ def test_predictions(wf, plan, tmp_path: Path) -> None:
         "infos": ["results/models/knee/method-unet2d_fold-1_view-sagittal_model.json"]}
     settings = wf.predictions.inference_settings(w)
     assert settings == {"inference": {"batch_size": 32, "device": "auto", "precision": "auto"}, "threads": 1,
-                        "labels": plan["knee"].labels}
+                        "labels": plan["knee"].labels,
+                        "postprocess": {"closing_radius_mm": 0, "connectivity": 26, "fill_holes": True,
+                                        "keep_components": {"4": 2}, "largest_component": True,
+                                        "removed_to": "neighbour"}}  # the shipped knee opts in; label 4 keeps 2
+    from mskseg.postprocess import PostprocessSettings
+
+    assert PostprocessSettings.from_dict(settings["postprocess"]).keep_components == {4: 2}
+    unet = {**plan["hip"].config["methods"]["unet2d"], "postprocess": False}
+    hip = {**plan["hip"].config, "methods": {**plan["hip"].config["methods"], "unet2d": unet}}
+    off = Workflow.build(Plan.from_config({**plan.config, "datasets": {"hip": hip}}), FakeCheckpoints())
+    assert off.predictions.inference_settings(wildcards(dataset="hip", method="unet2d"))["postprocess"] is None
     assert wf.predictions.perturb_settings(wildcards(dataset="knee", method="perturbedStrong")) == {
         "blob_radius_mm": 3.0, "displacement_mm": 1.0, "n_blobs": 3, "offset_mm": -0.3, "seed": 2,
         "smoothness_mm": 10.0}

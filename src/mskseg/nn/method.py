@@ -34,7 +34,7 @@ NETWORKS = ("unet2d", "unet25d", "unet3d", "segnet", "deeplabv3plus", "vgg16unet
 LOSSES = ("ce", "wce", "dice", "dice_ce", "bce", "weighted_ce", "ce_distance")
 WEIGHT_MAP_LOSSES = ("weighted_ce", "ce_distance")
 KEYS = ("kind", "network", "view", "n_slices", "loss", "weight_map", "train", "augment", "multiplanar", "patch",
-        "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive")
+        "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive", "postprocess")
 
 T = TypeVar("T")
 
@@ -90,6 +90,7 @@ class MethodSpec:
     runtime_min: int = 120
     pretrain: PretrainSettings | None = None
     interactive: InteractiveSettings | None = None
+    postprocess: bool = False
 
     @classmethod
     def from_config(cls, name: str, spec: Mapping[str, Any], weight_maps: Mapping[str, Any] | None = None
@@ -138,7 +139,8 @@ class MethodSpec:
                    inference=_parse(f"{where}.inference", InferenceSettings.from_dict, spec.get("inference")),
                    threads=int(spec.get("threads", 2)), runtime_min=int(spec.get("runtime_min", 120)),
                    pretrain=_pretrain(where, spec.get("pretrain")),
-                   interactive=_interactive(where, spec.get("interactive")))
+                   interactive=_interactive(where, spec.get("interactive")),
+                   postprocess=bool(spec.get("postprocess", False)))
 
     @property
     def views(self) -> list[str]:

@@ -24,6 +24,7 @@ from mskseg.nn.method import PLANE_VIEWS
 from mskseg.nn.model_info import ModelInfo, load_trained
 from mskseg.nn.multiplanar import inference_grid, predict_multiplanar
 from mskseg.nn.settings import InferenceSettings
+from mskseg.postprocess import PostprocessSettings, postprocess_labels
 from mskseg.volume import Volume
 
 
@@ -71,10 +72,13 @@ def prediction_volume(probs: np.ndarray, image: Volume, label_values: Sequence[i
 def predict_subject(subject: str, image: str | os.PathLike, models: Sequence[str | os.PathLike],
                     infos: Sequence[str | os.PathLike], settings: InferenceSettings, labels: Mapping[str, int], *,
                     prediction: str | os.PathLike, record: str | os.PathLike,
-                    fusion: str | os.PathLike | None = None, logger: logging.Logger | None = None) -> dict[str, Any]:
-    """A subject's label map by a method's model(s) (blended with the fusion weights), written with its record.
+                    fusion: str | os.PathLike | None = None, postprocess: PostprocessSettings | None = None,
+                    logger: logging.Logger | None = None) -> dict[str, Any]:
+    """A subject's label map by a method's model(s) (blended with the fusion weights), post-processed when
+    ``postprocess`` is given, written with its record.
 
-    Returns the record: subject, image, models, fusion weights, device, precision and seconds of inference.
+    Returns the record: subject, image, models, fusion weights, device, precision, seconds of inference
+    and, when post-processed, the voxels each step moved per label value (``postprocess``) and its seconds.
     """
     logger = logger or logging.getLogger(__name__)
     device = dev.resolve_device(settings.device)
@@ -88,9 +92,20 @@ def predict_subject(subject: str, image: str | os.PathLike, models: Sequence[str
     probs = predict_case(trained, case, weights=weights, device=device, precision=precision,
                          batch_size=settings.batch_size)
     seconds = time.perf_counter() - start
-    write_volume(prediction_volume(probs, volume, values), prediction)
+    labelled = prediction_volume(probs, volume, values)
     done = {"subject": subject, "image": str(image), "models": [str(m) for m in models], "fusion_weights": weights,
             "device": dev.describe(device), "precision": precision, "seconds": round(seconds, 3)}
+    if postprocess is not None:
+        start = time.perf_counter()
+        array, steps = postprocess_labels(labelled.array, values, spacing=volume.spacing, settings=postprocess)
+        labelled = labelled.with_array(array.astype(labelled.array.dtype, copy=False))
+        done["postprocess"] = [row for step in steps for row in step.rows()]
+        done["postprocess_seconds"] = round(time.perf_counter() - start, 3)
+        for step in steps:
+            moved = {k: v for k, v in step.removed.items() if v}
+            logger.info("post-processing %s: %d voxels changed label (left, by label value: %s)", step.step,
+                        step.changed, moved or "none")
+    write_volume(labelled, prediction)
     write_json(record, done)
     return done
 

@@ -76,6 +76,7 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     known("cartilage", list(dataset.get("cartilage", [])))
     known("expected_structures", list(dataset.get("expected_structures", [])))
     known("preprocess.crop.structures", list(dataset.get("preprocess", {}).get("crop", {}).get("structures", [])))
+    known("postprocess.keep_components", list((dataset.get("postprocess") or {}).get("keep_components") or {}))
     for pair in dataset.get("symmetric_pairs", []):
         known("symmetric_pairs", list(pair))
     if source_kind(dataset) == "synthetic":

@@ -8,7 +8,7 @@ from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
 from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.plan import Plan
-from mskseg.workflow.settings import perturb_settings
+from mskseg.workflow.settings import perturb_settings, postprocess_settings
 
 
 class PredictionInputs:
@@ -44,10 +44,12 @@ class PredictionInputs:
         return inputs
 
     def inference_settings(self, wildcards: Any) -> dict[str, Any]:
-        """What a prediction depends on besides the models: the method's inference block, threads, labels."""
+        """What a prediction depends on besides the models: the method's inference block, threads, labels and
+        the dataset's post-processing steps when the method opts in (None otherwise)."""
         spec = self.plan[wildcards.dataset].trained[wildcards.method]
-        return canonical({"inference": spec.inference.to_dict(), "threads": spec.threads,
-                          "labels": self.plan[wildcards.dataset].labels})
+        dataset = self.plan[wildcards.dataset]
+        return canonical({"inference": spec.inference.to_dict(), "threads": spec.threads, "labels": dataset.labels,
+                          "postprocess": postprocess_settings(dataset.config) if spec.postprocess else None})
 
 
 __all__ = ["PredictionInputs"]

@@ -208,6 +208,17 @@ def table_metrics(dataset: Mapping[str, Any]) -> list[str]:
     return list((ev.get("tables") or {}).get("metrics") or ["dice", "voe", "hd_mm", "hd95_mm", "assd_mm"])
 
 
+
+# ---- post-processing -------------------------------------------------------------------------
+def postprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's ``postprocess`` block as :class:`mskseg.postprocess.PostprocessSettings` keyword values
+    (``keep_components`` by label value, as the label maps hold them)."""
+    block = dict(dataset.get("postprocess") or {})
+    labels = dataset["labels"]
+    block["keep_components"] = {str(labels[s]): int(n) for s, n in (block.get("keep_components") or {}).items()}
+    return block
+
 __all__ = ["PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "TRIMMED_PARTS", "check_evaluation", "check_trim",
-           "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings", "preprocess_settings",
-           "qc_settings", "shape_models", "shape_settings", "source_kind", "table_metrics", "table_settings"]
+           "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings", "postprocess_settings",
+           "preprocess_settings", "qc_settings", "shape_models", "shape_settings", "source_kind", "table_metrics",
+           "table_settings"]
