@@ -184,11 +184,11 @@ def test_predictions(wf, plan, tmp_path: Path) -> None:
     assert settings == {"inference": {"batch_size": 32, "device": "auto", "precision": "auto"}, "threads": 1,
                         "labels": plan["knee"].labels,
                         "postprocess": {"closing_radius_mm": 0, "connectivity": 26, "fill_holes": True,
-                                        "keep_components": {"4": 2}, "largest_component": True,
+                                        "keep_components": {"2": 2**31 - 1, "4": 2}, "largest_component": True,
                                         "removed_to": "neighbour"}}  # the shipped knee opts in; label 4 keeps 2
     from mskseg.postprocess import PostprocessSettings
 
-    assert PostprocessSettings.from_dict(settings["postprocess"]).keep_components == {4: 2}
+    assert PostprocessSettings.from_dict(settings["postprocess"]).keep_components == {2: 2**31 - 1, 4: 2}
     unet = {**plan["hip"].config["methods"]["unet2d"], "postprocess": False}
     hip = {**plan["hip"].config, "methods": {**plan["hip"].config["methods"], "unet2d": unet}}
     off = Workflow.build(Plan.from_config({**plan.config, "datasets": {"hip": hip}}), FakeCheckpoints())

@@ -212,11 +212,16 @@ def table_metrics(dataset: Mapping[str, Any]) -> list[str]:
 # ---- post-processing -------------------------------------------------------------------------
 def postprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset's ``postprocess`` block as :class:`mskseg.postprocess.PostprocessSettings` keyword values
-    (``keep_components`` by label value, as the label maps hold them)."""
+    (``keep_components`` by label value, as the label maps hold them; ``all`` as :data:`ALL_COMPONENTS`)."""
     block = dict(dataset.get("postprocess") or {})
     labels = dataset["labels"]
-    block["keep_components"] = {str(labels[s]): int(n) for s, n in (block.get("keep_components") or {}).items()}
+    block["keep_components"] = {str(labels[s]): ALL_COMPONENTS if n == "all" else int(n)
+                                for s, n in (block.get("keep_components") or {}).items()}
     return block
+
+
+#: ``keep_components: {structure: all}``: more components than a label map can hold (the step keeps them all)
+ALL_COMPONENTS = 2**31 - 1
 
 __all__ = ["PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "TRIMMED_PARTS", "check_evaluation", "check_trim",
            "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings", "postprocess_settings",
