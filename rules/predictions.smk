@@ -10,6 +10,7 @@ rule predict_subject:
     output:
         prediction=entity_path("predictions", "{dataset}", "pred.nii.gz", subject="{subject}", method="{method}"),
         record=entity_path("predictions", "{dataset}", "pred.json", subject="{subject}", method="{method}"),
+        probabilities=entity_path("predictions", "{dataset}", "probs.npz", subject="{subject}", method="{method}"),
     log:
         log_path("predictions", "{method}/{subject}"),
     benchmark:

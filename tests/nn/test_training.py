@@ -265,11 +265,43 @@ def test_rule_scripts_train_fuse_and_predict(files, tmp_path) -> None:
     predict_subject.main(subject="s4", image=Path(files["image"][4]), models=models, infos=infos,
                          settings=InferenceSettings(batch_size=8), labels=LABELS, prediction=cleaned,
                          record=tmp_path / "pred_pp.json", fusion=tmp_path / "fusion.json", postprocess=steps,
-                         log=tmp_path / "pred_pp.log")
+                         probabilities=tmp_path / "probs.npz", log=tmp_path / "pred_pp.log")
     expected, changes = postprocess_labels(labels.array, list(LABELS.values()), spacing=labels.spacing,
                                            settings=steps)
+    from mskseg.io.probabilities import read_probabilities
+
+    probs, grid, values = read_probabilities(tmp_path / "probs.npz")  # kept before the post-processing
+    assert values == list(LABELS.values()) and not grid.geometry_mismatches(labels)
+    differ = probs.argmax(axis=0) != np.searchsorted([0, *values], labels.array)
+    top2 = np.sort(probs, axis=0)[-2:]
+    assert (top2[1] - top2[0])[differ].max(initial=0.0) <= 1 / 255 + 1e-6  # only near-ties flip (quantisation)
     np.testing.assert_array_equal(read_volume(cleaned).array, expected)
     record = json.loads((tmp_path / "pred_pp.json").read_text(encoding="utf-8"))
     assert [r["step"] for r in record["postprocess"]] == [r["step"] for c in changes for r in c.rows()]
     assert {r["step"] for r in record["postprocess"]} == {c.step for c in changes} and len(changes) == 2
     assert "post-processing" in (tmp_path / "pred_pp.log").read_text(encoding="utf-8")
+
+
+def test_probabilities_are_kept_quantised(tmp_path) -> None:
+    from mskseg.io.probabilities import read_probabilities, write_probabilities
+    from mskseg.volume import Volume
+
+    rng = np.random.default_rng(0)
+    raw = rng.random((3, 4, 5, 6))
+    probs = raw / raw.sum(axis=0)
+    probs[:, 0, 0, 0] = [1.0 + 1e-7, 0.0, 0.0]  # a float sum a hair above 1 is clipped
+    grid = Volume(np.zeros((4, 5, 6), np.uint8), (0.5, 0.6, 2.0), (1.0, -2.0, 3.0), np.diag([1.0, -1.0, -1.0]))
+    path = tmp_path / "p.npz"
+    write_probabilities(probs, grid, [3, 7], path)
+    back, back_grid, values = read_probabilities(path)
+    assert values == [3, 7] and back.dtype == np.float32
+    assert np.abs(back - np.clip(probs, 0, 1)).max() <= 1 / 510 + 1e-7
+    assert np.load(path)["probs"].dtype == np.uint8
+    assert not back_grid.geometry_mismatches(grid)
+    bad = probs.copy()
+    bad[1, 1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"p2\.npz: the probabilities hold NaN"):
+        write_probabilities(bad, grid, [3, 7], tmp_path / "p2.npz")
+    with pytest.raises(ValueError, match="3 classes for 1 labels"):
+        write_probabilities(probs, grid, [3], tmp_path / "p3.npz")
+    assert not (tmp_path / "p2.npz").exists() and not (tmp_path / "p3.npz").exists()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mskseg.io.probabilities import write_probabilities
 from mskseg.io.tables import write_json
 from mskseg.io.volumes import write_volume
 from mskseg.nn import device as dev
@@ -73,9 +74,11 @@ def predict_subject(subject: str, image: str | os.PathLike, models: Sequence[str
                     infos: Sequence[str | os.PathLike], settings: InferenceSettings, labels: Mapping[str, int], *,
                     prediction: str | os.PathLike, record: str | os.PathLike,
                     fusion: str | os.PathLike | None = None, postprocess: PostprocessSettings | None = None,
+                    probabilities: str | os.PathLike | None = None,
                     logger: logging.Logger | None = None) -> dict[str, Any]:
     """A subject's label map by a method's model(s) (blended with the fusion weights), post-processed when
-    ``postprocess`` is given, written with its record.
+    ``postprocess`` is given, written with its record; its class probabilities (before post-processing,
+    uint8-quantised, :mod:`mskseg.io.probabilities`) to ``probabilities`` when given.
 
     Returns the record: subject, image, models, fusion weights, device, precision, seconds of inference
     and, when post-processed, the voxels each step moved per label value (``postprocess``) and its seconds.
@@ -93,6 +96,8 @@ def predict_subject(subject: str, image: str | os.PathLike, models: Sequence[str
                          batch_size=settings.batch_size)
     seconds = time.perf_counter() - start
     labelled = prediction_volume(probs, volume, values)
+    if probabilities is not None:
+        write_probabilities(probs, volume, values, probabilities)
     done = {"subject": subject, "image": str(image), "models": [str(m) for m in models], "fusion_weights": weights,
             "device": dev.describe(device), "precision": precision, "seconds": round(seconds, 3)}
     if postprocess is not None:
