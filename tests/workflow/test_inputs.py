@@ -11,6 +11,7 @@ from mskseg.qc import QCSettings
 from mskseg.workflow.load import Workflow
 from mskseg.workflow.plan import Plan
 from mskseg.workflow.segmentation import method_from_params, subject_files
+from mskseg.workflow.settings import ALL_COMPONENTS
 from tests.workflow.fakes import FakeCheckpoints, NotYet, demo_config, splits_table, wildcards
 
 KNEE = [f"knee{i:03d}" for i in range(10)]
@@ -139,7 +140,7 @@ def test_shape(wf) -> None:
 def test_segmentation(wf) -> None:
     w = wildcards(dataset="knee", method="unet2d", fold="1", view="sagittal", wmap="unet")
     spec = wf.segmentation.spec(w)
-    assert spec.loss == "ce_distance" and spec.train.epochs == 6
+    assert spec.loss == "ce_distance" and spec.train.epochs == 30
     assert wf.segmentation.weight_map_settings(w) == {"erode_radius": 0, "sigma": 5, "unit": "voxel", "w0": 10}
     params = wf.segmentation.method_settings(w)
     assert params["weight_map"] == wf.segmentation.weight_map_settings(w) and params["labels"]["tibia"] == 3
@@ -184,11 +185,14 @@ def test_predictions(wf, plan, tmp_path: Path) -> None:
     assert settings == {"inference": {"batch_size": 32, "device": "auto", "precision": "auto"}, "threads": 1,
                         "labels": plan["knee"].labels,
                         "postprocess": {"closing_radius_mm": 0, "connectivity": 26, "fill_holes": True,
-                                        "keep_components": {"2": 2**31 - 1, "4": 2}, "largest_component": True,
+                                        "keep_components": {"4": 2}, "largest_component": True,
                                         "removed_to": "neighbour"}}  # the shipped knee opts in; label 4 keeps 2
     from mskseg.postprocess import PostprocessSettings
 
-    assert PostprocessSettings.from_dict(settings["postprocess"]).keep_components == {2: 2**31 - 1, 4: 2}
+    assert PostprocessSettings.from_dict(settings["postprocess"]).keep_components == {4: 2}
+    whole = {**plan["knee"].config, "postprocess": {"keep_components": {"femoral_cartilage": "all"}}}
+    kept = Workflow.build(Plan.from_config({**plan.config, "datasets": {"knee": whole}}), FakeCheckpoints())
+    assert kept.predictions.inference_settings(w)["postprocess"]["keep_components"] == {"2": ALL_COMPONENTS}
     unet = {**plan["hip"].config["methods"]["unet2d"], "postprocess": False}
     hip = {**plan["hip"].config, "methods": {**plan["hip"].config["methods"], "unet2d": unet}}
     off = Workflow.build(Plan.from_config({**plan.config, "datasets": {"hip": hip}}), FakeCheckpoints())
