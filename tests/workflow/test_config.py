@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from mskseg.errors import ConfigError
-from mskseg.workflow.config import apply_scale, canonical, check_dataset
+from mskseg.workflow.compose import apply_scale
+from mskseg.workflow.config import canonical, check_dataset
 from mskseg.workflow.plan import dataset_manifest
 from mskseg.workflow.settings import preprocess_settings, qc_settings, shape_models, shape_settings
 from tests.conftest import REPO

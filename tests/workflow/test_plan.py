@@ -223,7 +223,8 @@ def test_load_workflow_resolves_plans_and_patches_the_group_check() -> None:
 
 # ---- the settings each stage reads, and the rule logs ---------------------------------------------
 def test_each_stage_reads_its_settings(config) -> None:
-    from mskseg.workflow.config import deep_merge, validate_schema
+    from mskseg.workflow.compose import deep_merge
+    from mskseg.workflow.config import validate_schema
     from mskseg.workflow.settings import (
         check_evaluation,
         evaluated_methods,

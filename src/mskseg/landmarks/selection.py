@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from mskseg.landmarks.surface import as_points
 from mskseg.volume import Volume
 
 #: default number of refinement landmarks per bone (knee paper 4.3)
@@ -83,14 +84,7 @@ class Selection:
 
 
 def _points(points_mm: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points_mm, dtype=float)
-    if pts.size == 0:
-        pts = pts.reshape(0, 3)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise ValueError(f"landmarks must have shape (n, 3), got {np.shape(points_mm)}")
-    if not np.isfinite(pts).all():
-        raise ValueError("landmarks contain non-finite coordinates")
-    return pts
+    return as_points(points_mm, "landmarks", "n")
 
 
 def distance_to_structure(points_mm: np.ndarray, mask: Volume, labels: Sequence[int]) -> np.ndarray:

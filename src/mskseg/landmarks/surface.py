@@ -104,6 +104,19 @@ def _triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
+
+def as_points(points: np.ndarray, what: str = "points", n: str = "N") -> np.ndarray:
+    """``points`` as a float ``(n, 3)`` array (an empty input as ``(0, 3)``); ValueError naming ``what`` for
+    another shape or a non-finite coordinate."""
+    pts = np.asarray(points, dtype=float)
+    if pts.size == 0:
+        pts = pts.reshape(0, 3)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"{what} must have shape ({n}, 3), got {np.shape(points)}")
+    if not np.isfinite(pts).all():
+        raise ValueError(f"{what} contain non-finite coordinates")
+    return pts
+
 def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(vertices, dtype=float)
     f = np.asarray(faces)
@@ -230,13 +243,7 @@ def mesh_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -
     mesh or one without faces.
     """
     v, f = _check_mesh(vertices, faces)
-    pts = np.asarray(points, dtype=float)
-    if pts.size == 0:
-        pts = pts.reshape(0, 3)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise ValueError(f"points must have shape (N, 3), got {np.shape(points)}")
-    if not np.isfinite(pts).all():
-        raise ValueError("points contain non-finite coordinates")
+    pts = as_points(points, "points", "N")
     if len(f) == 0:
         raise ValueError("the mesh has no faces")
     if len(pts) == 0:

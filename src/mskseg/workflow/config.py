@@ -14,7 +14,7 @@ from typing import Any
 
 from mskseg.errors import ConfigError
 from mskseg.io.visits import VisitPatternError, compile_visit_pattern
-from mskseg.workflow.compose import apply_scale, compose_config, deep_merge
+from mskseg.workflow.compose import compose_config
 from mskseg.workflow.settings import check_evaluation, check_trim, shape_models, source_kind
 
 #: the schema every configuration is validated against (defaults are filled from it)
@@ -120,5 +120,5 @@ def _check_shape(key: str, dataset: Mapping[str, Any], known: Any) -> None:
     check_trim(key, dataset)
 
 
-__all__ = ["SCHEMA", "ConfigError", "apply_scale", "canonical", "check_dataset", "deep_merge", "resolve_config",
+__all__ = ["SCHEMA", "ConfigError", "canonical", "check_dataset", "resolve_config",
            "validate_schema"]

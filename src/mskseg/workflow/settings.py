@@ -210,6 +210,10 @@ def table_metrics(dataset: Mapping[str, Any]) -> list[str]:
 
 
 # ---- post-processing -------------------------------------------------------------------------
+#: ``keep_components: {structure: all}``: more components than a label map can hold (the step keeps them all)
+ALL_COMPONENTS = 2**31 - 1
+
+
 def postprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset's ``postprocess`` block as :class:`mskseg.postprocess.PostprocessSettings` keyword values
     (``keep_components`` by label value, as the label maps hold them; ``all`` as :data:`ALL_COMPONENTS`)."""
@@ -220,10 +224,7 @@ def postprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
     return block
 
 
-#: ``keep_components: {structure: all}``: more components than a label map can hold (the step keeps them all)
-ALL_COMPONENTS = 2**31 - 1
-
-__all__ = ["PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "TRIMMED_PARTS", "check_evaluation", "check_trim",
-           "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings", "postprocess_settings",
-           "preprocess_settings", "qc_settings", "shape_models", "shape_settings", "source_kind", "table_metrics",
-           "table_settings"]
+__all__ = ["ALL_COMPONENTS", "PERTURB_KEYS", "SHAPE_PARTS", "TABLE_METRICS", "TRIMMED_PARTS", "check_evaluation",
+           "check_trim", "evaluated_methods", "evaluation_settings", "mask_geometry", "perturb_settings",
+           "postprocess_settings", "preprocess_settings", "qc_settings", "shape_models", "shape_settings",
+           "source_kind", "table_metrics", "table_settings"]
