@@ -17,6 +17,7 @@ include: "rules/registration.smk"
 include: "rules/landmarks.smk"
 include: "rules/shape_model.smk"
 include: "rules/segmentation.smk"
+include: "rules/shape_fitting.smk"
 include: "rules/predictions.smk"
 include: "rules/evaluation.smk"
 

@@ -9,6 +9,7 @@ from snakemake.dag import DAG
 
 from mskseg.workflow.load import load_workflow
 from mskseg.workflow.paths import entity_path, log_path, model_path, out
+from mskseg.workflow.shape_fitting import fitting_path
 from mskseg.workflow.resources import (
     mem_from_input,
     registration_mem_mb,

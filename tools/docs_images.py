@@ -34,7 +34,7 @@ def rulegraph(run: Path, out: Path) -> Path:
     return path
 
 
-def knee_figure(run: Path, out: Path, method: str = "unet2d") -> Path:
+def knee_figure(run: Path, out: Path, method: str = "shapefit") -> Path:
     """Reference and prediction contours on a sagittal slice of the first scored knee subject."""
     import matplotlib
 

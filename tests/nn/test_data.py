@@ -189,6 +189,23 @@ def small_ball_case(shape=(24, 20, 16), name="ball", offset=0.0) -> Case:
     return Case(name, image, target, np.full(shape, 3.0, np.float32), (1.0, 1.0, 1.0), np.eye(3))
 
 
+def test_patch_dataset_centres_patches_on_the_given_points_within_the_jitter():
+    case = small_ball_case(shape=(30, 28, 26))
+    centres = np.array([[10, 10, 10], [20, 15, 12]])
+    dataset = PatchDataset([case], (6, 6, 6), samples_per_case=40, seed=3, centres=[centres],
+                           jitter_voxels=(2, 1, 0))
+    seen = set()
+    for i in range(len(dataset)):
+        first = float(dataset[i]["image"][0, 0, 0, 0])  # the image value is the start voxel's flat index % 97
+        start = np.argwhere(np.isclose(case.image, first))
+        start = start[np.all(np.abs(start[:, None] + 3 - centres) <= np.array([2, 1, 0]), axis=2).any(axis=1)]
+        assert len(start), f"patch {i} starts at no voxel within the jitter of a centre"
+        seen.add(tuple(start[0]))
+    assert len(seen) > 2
+    with pytest.raises(ValueError, match="centre"):
+        PatchDataset([case], (6, 6, 6), centres=[np.zeros((0, 3))])
+
+
 def test_patch_dataset_shapes_foreground_and_determinism():
     cases = [small_ball_case(), small_ball_case(name="other", offset=1000.0)]
     dataset = PatchDataset(cases, (8, 8, 8), samples_per_case=6, foreground_fraction=1.0, seed=2)

@@ -244,7 +244,8 @@ def test_targets(wf) -> None:
     assert "results/landmarks/hip/bone-sacrum_correspondence.tsv" in t.landmarks() and len(t.landmarks()) == 10
     with pytest.raises(NotYet):
         t.shape_models()  # hip's splits
-    assert len(t.tables()) == 2 * (1 + 4 * 4 + 4 + 1)  # named from the config alone: the collect rules ask later
+    # named from the config alone (the collect rules ask later); the knee's shape fitting adds its landmark table
+    assert len(t.tables()) == 2 * (1 + 4 * 4 + 4 + 1) + 1 and "results/tables/knee/landmarks.md" in t.tables()
 
 
 def test_targets_once_the_checkpoints_ran(plan, tmp_path: Path) -> None:
@@ -258,7 +259,27 @@ def test_targets_once_the_checkpoints_ran(plan, tmp_path: Path) -> None:
     assert "results/shape/hip/bone-femur_fold-1_modes.png" in t.shape_models() and len(t.shape_models()) == 5 * 2 * 4
     models = t.models()  # unet2d of both datasets (mpunet is declared, not scored, in the demo)
     assert "results/models/hip/method-unet2d_fold-0_view-axial_rounds.csv" in models
-    assert not [m for m in models if "mpunet" in m] and len(models) == 2 * 2 * 3
+    assert not [m for m in models if "mpunet" in m] and len(models) == 2 * 2 * 3 + 2 * 3
+    # the knee's shape fitting: a regression network per bone and the refinement, per fold
+    assert "results/models/knee/method-shapefit_fold-1_part-tibia_regression.pt" in models
+    assert "results/models/knee/method-shapefit_fold-0_refinement.pt" in models
+    fitting = Workflow.build(plan, cps).shape_fitting
+    subject = KNEE[0]  # tested by fold 1
+    inputs = fitting.predict_inputs(wildcards(dataset="knee", method="shapefit", subject=subject))
+    assert inputs["pre_model"] == "results/models/knee/method-unet2d_fold-1_view-sagittal_model.pt"
+    assert inputs["regressions"] == [f"results/models/knee/method-shapefit_fold-1_part-{b}_regression.pt"
+                                     for b in ("femur", "tibia")]
+    assert inputs["selection"] == "results/models/knee/method-shapefit_fold-1_selection.tsv"
+    assert inputs["shape_models"] == [f"results/shape/knee/bone-{b}_fold-1_model.npz" for b in ("femur", "tibia")]
+    regression = fitting.regression_inputs(wildcards(dataset="knee", method="shapefit", fold="0", part="tibia"))
+    assert regression["train_landmarks_0"] == [f"results/landmarks/knee/sub-{s}_structure-tibia_landmarks.csv"
+                                               for s in KNEE[:5]]
+    assert regression["shape_models"] == ["results/shape/knee/bone-tibia_fold-0_model.npz"]
+    # a refinement setting reaches the refinement and the prediction, not the regression networks
+    w = wildcards(dataset="knee", method="shapefit", fold="0", part="femur")
+    assert "refinement" not in fitting.regression_settings(w)["methods"]["shapefit"]
+    assert "regression" not in fitting.refinement_settings(w)["methods"]["shapefit"]
+    assert fitting.settings(w)["postprocess"] is not None and fitting.regression_settings(w)["postprocess"] is None
     tables = t.tables()
     assert "results/tables/knee/metric-assd_mm_stats.csv" in tables and "results/plots/hip/fov.png" in tables
     assert not [p for p in tables if "powerlaw" in p]

@@ -33,6 +33,7 @@ RULES = {
     "landmarks": ["reference_landmarks", "warp_landmarks", "landmarks_batch", "correspondence_table"],
     "shape_model": ["shape_model"],
     "segmentation": ["weight_map", "pretrain_model", "train_model", "fit_fusion"],
+    "shape_fitting": ["train_shape_regression", "train_refinement", "predict_shape_fitting", "landmark_errors"],
     "predictions": ["predict_subject", "perturb_prediction"],
     "evaluation": ["evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
                    "table_summary", "training_size_study"],
@@ -46,7 +47,7 @@ def test_the_rules_are_exactly_these_one_file_per_stage() -> None:
              for smk in sorted((REPO / "rules").glob("*.smk"))}
     assert found.pop("common") == []
     assert found == RULES
-    assert sum(map(len, found.values())) == 29
+    assert sum(map(len, found.values())) == 33
     assert re.findall(r"^rule (\w+):", (REPO / "Snakefile").read_text(), re.M) == TARGETS
 
 

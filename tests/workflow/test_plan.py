@@ -77,13 +77,16 @@ def test_the_plan_of_the_demo(plan) -> None:
     assert knee.methods_of_kind("perturbed") == ["perturbedMild", "perturbedStrong"]
     assert set(hip.trained) == {"unet2d", "mpunet"} and isinstance(hip.trained["mpunet"], MethodSpec)
     assert hip.trained["mpunet"].multiplanar.dim == 64 and hip.trained["unet2d"].interactive.rounds == (2, 4)
-    assert knee.evaluated == ["unet2d", "perturbedMild"]
+    assert knee.evaluated == ["unet2d", "shapefit", "perturbedMild"]
+    assert set(knee.fitted) == {"shapefit"} and knee.fitted["shapefit"].presegmentation == "unet2d"
+    assert knee.fitted["shapefit"].landmarks.counts == {"femur": 100, "tibia": 30} and hip.fitted == {}
     assert plan.batch_size == 20 and set(plan.with_shape_models) == {"knee", "hip"}
 
 
 def test_wildcard_constraints(plan) -> None:
     c = plan.wildcard_constraints()
-    assert set(c) == {"dataset", "subject", "bone", "structure", "fold", "method", "metric", "view", "wmap", "batch"}
+    assert set(c) == {"dataset", "subject", "bone", "structure", "fold", "method", "metric", "view", "wmap", "batch",
+                      "part"}
     assert re.fullmatch(c["dataset"], "hip") and not re.fullmatch(c["dataset"], "ankle")
     assert c["bone"] == "femur|hip|sacrum|tibia"
     assert re.fullmatch(c["structure"], "femur_left") and re.fullmatch(c["wmap"], "eroded")
@@ -235,7 +238,7 @@ def test_each_stage_reads_its_settings(config) -> None:
 
     knee = config["datasets"]["knee"]
     assert source_kind(knee) == "synthetic" and source_kind({"source": {"layout": {}}}) == "layout"
-    assert evaluated_methods(knee) == ["unet2d", "perturbedMild"]
+    assert evaluated_methods(knee) == ["unet2d", "shapefit", "perturbedMild"]
     assert evaluated_methods({"methods": {"a": {}, "b": {}}}) == ["a", "b"]  # default: every method, config order
     assert evaluation_settings(knee) == {"percentile": 95.0, "gap_eps_mm": 10.0, "collision_eps_mm": None,
                                          "fov_axis": "LR", "threads": 1}

@@ -359,8 +359,9 @@ class PatchDataset(Dataset):
     (target > 0), its start clipped so that it stays inside the volume (the voxel stays inside the
     patch); otherwise it starts anywhere. Volumes smaller than the patch along an axis are
     centre-padded (image: the case's minimum, target: 0, weight: 1.0). ``"image"`` is
-    ``(1, D, H, W)`` with ``(D, H, W) = patch_size`` along array axes 0, 1, 2. All draws come from
-    ``np.random.default_rng([seed, epoch, i])``.
+    ``(1, D, H, W)`` with ``(D, H, W) = patch_size`` along array axes 0, 1, 2. With ``centres`` (per case a
+    ``(n, 3)`` voxel-index array, e.g. landmarks) every patch is centred on one of them, shifted by up to
+    ``jitter_voxels`` per axis. All draws come from ``np.random.default_rng([seed, epoch, i])``.
 
     Raises
     ------
@@ -370,8 +371,13 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, cases: Sequence[Case], patch_size: tuple[int, int, int], *, samples_per_case: int = 4,
-                 foreground_fraction: float = 0.5, augment: Augmenter | None = None, seed: int = 0) -> None:
+                 foreground_fraction: float = 0.5, augment: Augmenter | None = None, seed: int = 0,
+                 centres: Sequence[np.ndarray] | None = None, jitter_voxels: Sequence[float] = (0, 0, 0)) -> None:
         self.cases = _check_cases(cases, "PatchDataset")
+        self.centres = None if centres is None else [np.asarray(c, dtype=np.int64).reshape(-1, 3) for c in centres]
+        if self.centres is not None and (len(self.centres) != len(self.cases) or not all(map(len, self.centres))):
+            raise ValueError("centres must give at least one patch centre for each case")
+        self.jitter = np.asarray(jitter_voxels, dtype=float).reshape(3)
         self.patch_size = tuple(int(p) for p in patch_size)
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"patch_size must be three positive integers, got {patch_size!r}")
@@ -407,7 +413,11 @@ class PatchDataset(Dataset):
         patch = np.asarray(self.patch_size)
         last_start = np.maximum(shape - patch, 0)
         foreground = self._foreground[c]
-        if rng.random() < self.foreground_fraction and len(foreground):
+        if self.centres is not None:
+            points = self.centres[c]
+            shift = np.rint(rng.uniform(-self.jitter, self.jitter)).astype(np.int64)
+            start = np.clip(points[rng.integers(len(points))] + shift - patch // 2, 0, last_start)
+        elif rng.random() < self.foreground_fraction and len(foreground):
             centre = np.asarray(np.unravel_index(int(foreground[rng.integers(len(foreground))]), case.image.shape))
             start = np.clip(centre - patch // 2, 0, last_start)
         else:

@@ -18,7 +18,7 @@ import torch
 
 from mskseg.nn.augment import build_augmenter
 from mskseg.nn.data import Case, PatchDataset, SliceDataset, in_plane_size
-from mskseg.nn.engine import LossFn, TrainResult, train
+from mskseg.nn.engine import LossFn, TrainResult, ValidateFn, train
 from mskseg.nn.losses import get_loss
 from mskseg.nn.method import PLANE_VIEWS, MethodSpec
 from mskseg.nn.model_info import ModelInfo
@@ -67,8 +67,11 @@ def model_info(spec: MethodSpec, view: str, label_values: Sequence[int], train_c
     return info.with_(patch_size=list(spec.patch.size), overlap=spec.patch.overlap)
 
 
-def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case]) -> torch.utils.data.Dataset:
-    """The training samples of one view, augmented as the method says."""
+def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case], *,
+                 centres: Sequence[np.ndarray] | None = None, jitter_voxels: Sequence[float] = (0, 0, 0)
+                 ) -> torch.utils.data.Dataset:
+    """The training samples of one view, augmented as the method says (3D patches: at ``centres``, per case a
+    ``(n, 3)`` voxel-index array, when given; :class:`~mskseg.nn.data.PatchDataset`)."""
     seed = spec.train.seed
     if info.view in PLANE_VIEWS:
         return SliceDataset(cases, info.view, n_slices=info.n_slices, size=tuple(info.slice_size),
@@ -80,14 +83,17 @@ def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case]) -> to
                                   augment=build_augmenter(spec.augment, 2), seed=seed)
     return PatchDataset(cases, tuple(info.patch_size), samples_per_case=spec.patch.samples_per_case,
                         foreground_fraction=spec.patch.foreground_fraction, augment=build_augmenter(spec.augment, 3),
-                        seed=seed)
+                        seed=seed, centres=centres, jitter_voxels=jitter_voxels)
 
 
 def train_view(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cases: Sequence[Case],
                label_values: Sequence[int], workdir: str | os.PathLike, *,
-               init_weights: str | os.PathLike | None = None,
+               init_weights: str | os.PathLike | None = None, centres: Sequence[np.ndarray] | None = None,
+               jitter_voxels: Sequence[float] = (0, 0, 0), validate: ValidateFn | None = None,
                logger: logging.Logger | None = None) -> tuple[TrainResult, ModelInfo]:
-    """Train one view's model of ``spec``; checkpoints and logs go to ``workdir`` (resumable)."""
+    """Train one view's model of ``spec``; checkpoints and logs go to ``workdir`` (resumable). ``centres`` and
+    ``jitter_voxels``: where 3D patches are drawn (:func:`make_dataset`); ``validate``: the engine's validate
+    function instead of the view's own (:func:`make_validator` on ``val_cases``)."""
     logger = logger or log
     if not train_cases:
         raise ValueError(f"method {spec.name!r}: no training subjects")
@@ -99,9 +105,9 @@ def train_view(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cas
     if start:
         result = load_weights(model, start)
         logger.info("started from %s (%s)", start, result)
-    dataset = make_dataset(spec, info, train_cases)
-    validate = (make_validator(info, val_cases, spec.inference.batch_size, settings.validation) if val_cases
-                else None)
+    dataset = make_dataset(spec, info, train_cases, centres=centres, jitter_voxels=jitter_voxels)
+    if validate is None and val_cases:
+        validate = make_validator(info, val_cases, spec.inference.batch_size, settings.validation)
     if validate is None and settings.monitor.startswith("val_"):
         settings = replace(settings, monitor="train_loss")
         logger.warning("no validation subjects: monitoring the training loss")

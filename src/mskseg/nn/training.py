@@ -126,15 +126,16 @@ DIGESTS = "digests.json"
 CACHE = "cache"
 
 
-def _cached(run_dir: Path, view: str, names: Sequence[str], images: Sequence[PathLike],
-            masks: Sequence[PathLike] | None, weights: Sequence[PathLike] | None, label_values: Sequence[int],
-            logger: logging.Logger) -> list[Case]:
-    """Cases whose arrays are read from the run's cache (slices of ``view`` stored contiguously)."""
+def cached_cases(run_dir: Path, view: str, names: Sequence[str], images: Sequence[PathLike],
+                 masks: Sequence[PathLike] | None, weights: Sequence[PathLike] | None, label_values: Sequence[int],
+                 logger: logging.Logger) -> list[Case]:
+    """Cases whose arrays are read from the run's cache ``run_dir/cache`` (slices of ``view`` contiguous)."""
     return cache_cases(run_dir / CACHE, names, images, masks, weights, label_values=label_values,
                        plane=view if view in PLANE_VIEWS else None, foreground=view == "3d", logger=logger)
 
 
-def _run_dir(workdir: PathLike, prefix: str, inputs: Sequence[PathLike], key: Mapping[str, Any]) -> Path:
+def run_folder(workdir: PathLike, prefix: str, inputs: Sequence[PathLike], key: Mapping[str, Any]) -> Path:
+    """The run's folder in ``workdir``: ``prefix`` + the fingerprint of the input files and ``key``."""
     return Path(workdir) / (prefix + input_fingerprint(inputs, key, Digests(Path(workdir) / DIGESTS)))
 
 
@@ -151,9 +152,9 @@ def train_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjects:
     values = list(labels.values())
     inputs = [p for key in sorted(files) for p in files[key]] + ([pretrained] if pretrained else [])
     with folder_lock(workdir, logger=logger):
-        run_dir = _run_dir(workdir, "", inputs, {"spec": repr(spec), "labels": dict(labels), "view": view,
+        run_dir = run_folder(workdir, "", inputs, {"spec": repr(spec), "labels": dict(labels), "view": view,
                                                   "subjects": {k: list(v) for k, v in subjects.items()}})
-        cases = {role: _cached(run_dir, view, subjects[role], files[f"{role}_image"], files[f"{role}_mask"],
+        cases = {role: cached_cases(run_dir, view, subjects[role], files[f"{role}_image"], files[f"{role}_mask"],
                                files.get(f"{role}_weight") or None, values, logger) for role in ("train", "val")}
         logger.info("method %s, view %s: %d training and %d validation subjects; checkpoints in %s", spec.name,
                     view, len(cases["train"]), len(cases["val"]), run_dir)
@@ -174,9 +175,9 @@ def pretrain_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjec
     pre = spec.pretraining()
     values = list(labels.values())
     with folder_lock(workdir, logger=logger):
-        run_dir = _run_dir(workdir, "pretrain-", [*images, *poor_masks],
+        run_dir = run_folder(workdir, "pretrain-", [*images, *poor_masks],
                            {"spec": repr(pre), "labels": dict(labels), "view": view})
-        cases = _cached(run_dir, view, subjects, images, poor_masks, None, values, logger)
+        cases = cached_cases(run_dir, view, subjects, images, poor_masks, None, values, logger)
         logger.info("method %s, view %s: pre-training on the poor labels of %d subjects; checkpoints in %s",
                     spec.name, view, len(cases), run_dir)
         result, info = train_view(pre, view, cases, [], values, run_dir, logger=logger)
@@ -218,5 +219,5 @@ def fit_fold_fusion(spec: MethodSpec, labels: Mapping[str, int], images: Sequenc
     return views, fit
 
 
-__all__ = ["ModelFiles", "export_model", "fit_fold_fusion", "input_fingerprint", "load_cases", "pretrain_fold",
-           "run_training", "train_fold"]
+__all__ = ["CACHE", "ModelFiles", "cached_cases", "export_model", "fit_fold_fusion", "input_fingerprint", "load_cases",
+           "pretrain_fold", "run_folder", "run_training", "train_fold"]

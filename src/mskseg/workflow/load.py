@@ -23,6 +23,7 @@ from mskseg.workflow.preprocess import PreprocessInputs, SplitInputs
 from mskseg.workflow.qc import QCInputs
 from mskseg.workflow.segmentation import SegmentationInputs
 from mskseg.workflow.shape import ShapeInputs
+from mskseg.workflow.shape_fitting import ShapeFittingInputs
 from mskseg.workflow.snakemake_compat import check_each_group_once
 from mskseg.workflow.targets import Targets
 
@@ -40,6 +41,7 @@ class Workflow:
     splits: SplitInputs
     shape: ShapeInputs
     segmentation: SegmentationInputs
+    shape_fitting: ShapeFittingInputs
     predictions: PredictionInputs
     evaluation: EvaluationInputs
     targets: Targets
@@ -52,6 +54,7 @@ class Workflow:
         return cls(plan=plan, tables=tables, data=DataInputs(plan), qc=QCInputs(plan),
                    batches=BatchInputs(plan, tables), preprocess=PreprocessInputs(plan), splits=SplitInputs(plan),
                    shape=ShapeInputs(plan, tables), segmentation=SegmentationInputs(plan, tables),
+                   shape_fitting=ShapeFittingInputs(plan, tables),
                    predictions=PredictionInputs(plan, tables), evaluation=EvaluationInputs(plan),
                    targets=Targets(plan, tables))
 

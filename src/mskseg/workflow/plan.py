@@ -17,6 +17,7 @@ import pandas as pd
 from mskseg.io.manifest import SUBJECT_ID_PATTERN, normalise_manifest
 from mskseg.io.sources import read_source
 from mskseg.nn.method import VIEW_NAMES, MethodSpec
+from mskseg.nn.shape_method import WHOLE_VOLUME, ShapeFittingSpec
 from mskseg.synthetic.cohort import patient_of, subject_ids, timepoint_of
 from mskseg.workflow.batches import BATCH_PATTERN
 from mskseg.workflow.paths import entity_path
@@ -108,7 +109,7 @@ class DatasetPlan:
         return dict(self.config.get("methods") or {})
 
     def methods_of_kind(self, kind: str) -> list[str]:
-        """The dataset's methods of ``kind`` (trained, perturbed, files), in config order."""
+        """The dataset's methods of ``kind`` (trained, shape_fitting, perturbed, files), in config order."""
         return [m for m, spec in self.methods.items() if spec["kind"] == kind]
 
     @cached_property
@@ -116,6 +117,12 @@ class DatasetPlan:
         """The trained methods, parsed (a bad setting fails here, when the workflow loads)."""
         maps = self.config.get("weight_maps") or {}
         return {m: MethodSpec.from_config(m, self.methods[m], maps) for m in self.methods_of_kind("trained")}
+
+    @cached_property
+    def fitted(self) -> dict[str, ShapeFittingSpec]:
+        """The shape-fitting methods (knee paper), parsed against the dataset (a bad setting fails here)."""
+        return {m: ShapeFittingSpec.from_config(m, self.methods[m], self.config, self.shape_models)
+                for m in self.methods_of_kind("shape_fitting")}
 
     @property
     def evaluated(self) -> list[str]:
@@ -137,7 +144,7 @@ class Plan:
         plan = cls(config, {name: DatasetPlan(name, ds, dataset_manifest(name, ds, root))
                             for name, ds in config["datasets"].items()})
         for dataset in plan.datasets.values():
-            _ = dataset.trained
+            _ = dataset.trained, dataset.fitted
         return plan
 
     def __getitem__(self, dataset: str) -> DatasetPlan:
@@ -172,6 +179,7 @@ class Plan:
             "view": _pattern(VIEW_NAMES),
             "wmap": _pattern(self._union(lambda p: p.config.get("weight_maps") or {})),
             "batch": BATCH_PATTERN,
+            "part": _pattern([*self._union(lambda p: p.shape_models), WHOLE_VOLUME]),
         }
 
     def method_pattern(self, kind: str) -> str:

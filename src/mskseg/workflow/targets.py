@@ -12,6 +12,7 @@ from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.plan import Plan
 from mskseg.workflow.settings import table_metrics
+from mskseg.workflow.shape_fitting import fitting_path
 
 
 class Targets:
@@ -70,6 +71,13 @@ class Targets:
                                 for v in spec.views for suffix in ("model.pt", "curve.png", "rounds.csv")]
                     if spec.view == "three_plane":
                         targets.append(model_path(d, "fusion.json", method=m, fold=f))
+            for m, fitted in plan.fitted.items():
+                if m not in plan.evaluated:
+                    continue
+                for f in self.checkpoints.folds(d):
+                    targets += [fitting_path(d, "regression.pt", method=m, fold=f, part=p) for p in fitted.parts]
+                    if fitted.refinement is not None:
+                        targets.append(fitting_path(d, "refinement.pt", method=m, fold=f))
         return targets
 
     def tables(self, wildcards: Any = None) -> list[str]:
@@ -84,6 +92,8 @@ class Targets:
                         for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
             targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
             targets.append(entity_path("plots", d, "fov.png"))
+            if any(m in plan.fitted for m in plan.evaluated):
+                targets.append(entity_path("tables", d, "landmarks.md"))
             if plan.config["evaluation"]["training_size"]:
                 targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
                             for m in plan.config["evaluation"]["training_size_metrics"]]

@@ -1,0 +1,128 @@
+"""The knee paper's method (``kind: shape_fitting``) through Snakemake on six small knee phantoms, one fold.
+
+The fold trains the 2D pre-segmentation, a shape regression network per bone on the fold's shape models, and the
+local 3D U-Net at the selected cartilage landmarks; each test subject is predicted and scored beside the 2D U-Net,
+and the landmark table scores the fitted shapes against the warped landmarks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mskseg.io import read_volume, write_volume
+from mskseg.io.landmarks import read_landmarks_csv
+from mskseg.io.tables import read_table
+from mskseg.synthetic import generate_subject
+from tests.workflow.wf import snakemake, write_config
+
+pytestmark = pytest.mark.slow
+LABELS = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
+TEST = ("k4", "k5")
+STEPS = {"to_device", "presegmentation", "boxes", "crops", "shape_fit", "refinement", "ensemble", "to_host",
+         "postprocess"}
+
+
+def _dataset(root: Path) -> tuple[Path, Path]:
+    rows, roles = [], []
+    for i in range(6):
+        s = generate_subject("knee", i, seed=4, shape=(32, 56, 56), spacing=(3.2, 2.5, 2.5))
+        sid = f"k{i}"
+        write_volume(s.image, root / f"{sid}_img.nii.gz")
+        write_volume(s.mask, root / f"{sid}_seg.nii.gz")
+        rows.append((sid, f"{sid}_img.nii.gz", f"{sid}_seg.nii.gz"))
+        roles.append(("0", sid, "test" if sid in TEST else "val" if i == 3 else "train"))
+    pd.DataFrame(rows, columns=["subject", "image", "label"]).to_csv(root / "manifest.csv", index=False)
+    pd.DataFrame(roles, columns=["split", "subject", "role"]).to_csv(root / "split.tsv", sep="\t", index=False)
+    return root / "manifest.csv", root / "split.tsv"
+
+
+def _config(manifest: Path, split: Path, counts: dict[str, int]) -> dict:
+    tiny = {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "lr": 0.01, "seed": 1}
+    return {"datasets": {"knee": {
+        "modality": "mri", "labels": LABELS, "bones": ["femur", "tibia"],
+        "cartilage": ["femoral_cartilage", "tibial_cartilage"],
+        "source": {"manifest": {"path": str(manifest)}},
+        "split": {"method": "fixed", "file": str(split)},
+        "preprocess": {"crop": {"structures": ["femur", "tibia"], "margin_mm": 5}},
+        "shape": {"n_landmarks": 60, "working_spacing_mm": 3.0, "selection_spacing_mm": 4.0,
+                  "demons": {"shrink_factors": [2, 1], "iterations": [20, 10]},
+                  "quality": {"n_samples": 10, "max_modes": 2}},
+        "methods": {
+            "unet2d": {"kind": "trained", "threads": 1, "network": {"name": "unet2d", "base": 4, "depth": 2},
+                       "train": tiny},
+            "fit": {"kind": "shape_fitting", "presegmentation": "unet2d", "threads": 1, "postprocess": True,
+                    "regression": {"cube_size": 16, "base_features": 4, "margin_mm": 4, "epochs": 2, "lr": 0.01,
+                                   "batch_size": 2},
+                    "crops_per_subject": 2,
+                    "landmarks": {"counts": counts, "within_mm": 4.0},
+                    "refinement": {"network": {"name": "unet3d", "base": 4, "depth": 2},
+                                   "patch": {"size": [8, 12, 12]}, "train": tiny}},
+        },
+        "evaluation": {"methods": ["unet2d", "fit"], "collision_eps_mm": None,
+                       "tables": {"metrics": ["dice", "hd95_mm"]}},
+    }}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fitting")
+    manifest, split = _dataset(root)
+    write_config(root, _config(manifest, split, {"femur": 12, "tibia": 5}))
+    result = snakemake("--cores", "2", "tables", cwd=root)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return root
+
+
+def test_each_test_subject_is_predicted_on_its_grid_with_timed_steps_and_fitted_landmarks(run: Path) -> None:
+    for sid in TEST:
+        pred = read_volume(run / f"results/predictions/knee/sub-{sid}_method-fit_pred.nii.gz")
+        image = read_volume(run / f"results/preprocess/knee/sub-{sid}_image.nii.gz")
+        assert pred.geometry_mismatches(image) == []
+        assert set(np.unique(pred.array)) <= {0, *LABELS.values()}
+        record = json.loads((run / f"results/predictions/knee/sub-{sid}_method-fit_pred.json")
+                            .read_text(encoding="utf-8"))
+        assert set(record["steps_seconds"]) == STEPS and record["seconds"] > 0
+        fitted = read_table(run / f"results/predictions/knee/sub-{sid}_method-fit_landmarks.csv")
+        assert fitted.groupby("structure").size().to_dict() == {"femur": 60, "tibia": 60}
+        assert np.isfinite(fitted[["x", "y", "z"]].to_numpy()).all()
+
+
+def test_the_fold_selects_the_declared_landmarks_near_cartilage(run: Path) -> None:
+    selection = read_table(run / "results/models/knee/method-fit_fold-0_selection.tsv")
+    assert selection.groupby("bone").size().to_dict() == {"femur": 12, "tibia": 5}
+    assert selection.groupby("bone")["index"].nunique().to_dict() == {"femur": 12, "tibia": 5}
+
+
+def test_the_tables_list_the_method_and_score_the_fitted_shapes(run: Path) -> None:
+    dice = pd.read_csv(run / "results/tables/knee/metric-dice_table.csv")
+    assert "fit" in dice.iloc[:, 0].astype(str).tolist() and "unet2d" in dice.iloc[:, 0].astype(str).tolist()
+    errors = read_table(run / "results/tables/knee/landmarks.tsv")
+    assert sorted(errors["subject"].unique()) == list(TEST)
+    assert set(errors["structure"]) == {"femur", "tibia", "all"}
+    mean = errors.loc[errors["structure"] == "femur", "mean_mm"]
+    # the error is the one a brute-force comparison of the two landmark files gives
+    fitted = read_table(run / "results/predictions/knee/sub-k4_method-fit_landmarks.csv")
+    warped = read_landmarks_csv(run / "results/landmarks/knee/sub-k4_structure-femur_landmarks.csv")
+    femur = fitted[fitted["structure"] == "femur"].sort_values("index")[["x", "y", "z"]].to_numpy()
+    brute = np.linalg.norm(femur - warped.sort_values("index")[["x", "y", "z"]].to_numpy(), axis=1).mean()
+    assert mean.iloc[0] == pytest.approx(brute)
+    markdown = (run / "results/tables/knee/landmarks.md").read_text(encoding="utf-8")
+    assert "| fit | femur | 60 |" in markdown and "presegmentation" in markdown
+
+
+def test_a_landmark_count_reruns_the_refinement_not_the_regression(run: Path, tmp_path: Path) -> None:
+    manifest, split = run / "manifest.csv", run / "split.tsv"
+    write_config(run, _config(manifest, split, {"femur": 10, "tibia": 5}))
+    try:
+        result = snakemake("--cores", "1", "tables", "-n", "--quiet", "rules", cwd=run)
+        assert result.returncode == 0, result.stderr[-3000:]
+        planned = result.stdout + result.stderr
+        assert "train_refinement" in planned and "predict_shape_fitting" in planned
+        assert "train_shape_regression" not in planned and "train_model" not in planned
+    finally:
+        write_config(run, _config(manifest, split, {"femur": 12, "tibia": 5}))
