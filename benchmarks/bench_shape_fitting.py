@@ -1,25 +1,25 @@
-"""Per-volume inference time of the knee paper's method, step by step, at the OAI-ZIB size -- with the steps
-built so far (issue 18 is in progress: the steps run with untrained weights, so this times them, it does not
-score them).
+"""Per-volume inference time of the knee paper's method at the OAI-ZIB size, step by step, and peak memory.
 
 Usage::
 
-    python benchmarks/bench_shape_fitting.py                     # CPU (and CUDA when present)
-    python benchmarks/bench_shape_fitting.py --unet-base 16 --slices 160 --patches 130
+    python benchmarks/bench_shape_fitting.py                      # CPU (and CUDA when present)
+    python benchmarks/bench_shape_fitting.py --unet-base 32 --local-base 16 --patch 32 64 64
 
-On a 160 x 384 x 384 knee phantom (0.7 x 0.36 x 0.36 mm), for each device:
+On a 160 x 384 x 384 knee phantom (0.7 x 0.36 x 0.36 mm) it runs the workflow's own inference,
+:func:`mskseg.nn.shape_fitting.fit_volume` (the ``predict_shape_fitting`` rule's), with networks of the
+given widths (untrained weights: the time does not depend on them; the boxes come from the phantom's
+labels, as a trained pre-segmentation gives them, through a stand-in 2D network timed as the real one):
 
-1. pre-segmentation: the 2D U-Net on the sagittal slices (:func:`mskseg.nn.inference.predict_slices`; on
-   the CPU ``--slices`` slices, extrapolated to all 160, unless ``--slices 160``);
-2. bounding boxes: each bone's box in the (here: the reference's) label map (:func:`mskseg.nn.shape_crop.mask_bbox`);
-3. crops: each bone's box resampled to a ``--cube``^3 cube on the device (:func:`resample_crop`);
-4. shape fit: the shape regression network with its PCA layer per bone (:func:`predict_landmarks`);
-5. local patches: ``--patches`` patches of ``--patch``^3 voxels at landmarks (100 femur + 30 tibia in the
-   paper), extracted, through a 3D U-Net (on the CPU a few, extrapolated), merged with overlaps averaged;
-6. ensembling of the 2D and 3D probabilities and post-processing (largest components, holes filled).
+1. ``presegmentation``: the 2D U-Net on all 160 sagittal slices;
+2. ``boxes``: each bone's largest component, on the device;
+3. ``crops``: each box resampled to a ``--cube``^3 cube;
+4. ``shape_fit``: a shape regression network per bone with its PCA layer (``--points`` landmarks, ``--modes``);
+5. ``refinement``: ``--patches`` patches (100 femur + 30 tibia in the paper) through the local 3D U-Net, merged;
+6. ``ensemble``: 2D + 3D probabilities, argmax, label values; then post-processing on the host.
 
-It prints each step's seconds, the total and the process's peak resident memory. The issue's targets:
-<= 60 s per volume on 2 CPU cores, <= 1 s on a GPU with the shape fit <= 10 ms.
+It prints each step's seconds, the total, and the peak memory (host: the process's peak resident set; GPU: the
+CUDA allocator's peak). The issue's targets: <= 60 s per volume on 2 CPU cores, <= 1 s on a GPU with the shape
+fit <= 10 ms.
 """
 
 from __future__ import annotations
@@ -27,99 +27,87 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from mskseg.nn.device import describe, resolve_device, set_threads
-from mskseg.nn.inference import predict_slices
+from mskseg.nn.model_info import ModelInfo
 from mskseg.nn.models import build_model
-from mskseg.nn.models.pca_layer import PCALayer
-from mskseg.nn.models.shape_regression import ShapeRegressionNet
-from mskseg.nn.shape_crop import crop_geometry, mask_bbox, resample_crop
-from mskseg.nn.shape_regression import predict_landmarks
-from mskseg.postprocess import PostprocessSettings, ensemble_labels, postprocess_labels
-from mskseg.preprocess.patches import extract_patches, merge_patches, patch_layout
+from mskseg.nn.shape_fitting import FittingModels, fit_volume
+from mskseg.nn.shape_fitting_train import RegressionInfo
+from mskseg.nn.shape_method import ShapeFittingSpec
+from mskseg.nn.shape_regression import build_shape_regression
+from mskseg.postprocess import PostprocessSettings, postprocess_labels
+from mskseg.shape.pca import fit_shape_model
 from mskseg.synthetic import generate_subject
 
 SHAPE = (160, 384, 384)
 SPACING = (0.7, 0.3646, 0.3646)
 LABELS = [1, 2, 3, 4]  # femur, femoral cartilage, tibia, tibial cartilage
-BONES = {"femur": 1, "tibia": 3}
+DATASET = {"labels": {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4},
+           "cartilage": ["femoral_cartilage", "tibial_cartilage"],
+           "methods": {"unet2d": {"kind": "trained", "view": "sagittal"}}}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+class TimedStandIn(nn.Module):
+    """The 2D U-Net's cost with the phantom's labels as its answer: runs the real network on each batch, then
+    returns one-hot logits of the true labels of the slices it was given (in order)."""
+
+    def __init__(self, unet: nn.Module, truth: torch.Tensor) -> None:
+        super().__init__()
+        self.unet, self.truth, self.next = unet, truth, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.unet(x)
+        b, _, h, w = out.shape
+        labels = self.truth[self.next:self.next + b]
+        self.next = (self.next + b) % len(self.truth)
+        logits = torch.zeros_like(out)
+        pad_h, pad_w = (h - labels.shape[1]) // 2, (w - labels.shape[2]) // 2
+        one_hot = nn.functional.one_hot(labels, out.shape[1]).permute(0, 3, 1, 2).to(out.dtype) * 20
+        logits[:, :, pad_h:pad_h + labels.shape[1], pad_w:pad_w + labels.shape[2]] = one_hot
+        return logits
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    sync(device)
-    start = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - start, out
+def shape_model(points: int, modes: int, rng: np.random.Generator):
+    """A shape model of the right size (random shapes: the timing does not depend on them)."""
+    base = rng.normal(size=(points, 3)) * 20
+    shapes = base + rng.normal(size=(modes + 1, points, 3))
+    return fit_shape_model(shapes, [str(i) for i in range(modes + 1)])
 
 
-def shape_layer(n_points: int, n_modes: int, rng: np.random.Generator) -> PCALayer:
-    """A PCA layer of the right size (random mean and orthonormal modes: the timing does not depend on them)."""
-    mean = rng.normal(size=(n_points, 3)) * 20
-    modes = np.linalg.qr(rng.normal(size=(n_points * 3, n_modes)))[0].T
-    return PCALayer(mean, modes, np.linspace(5, 1, n_modes))
-
-
-def run(device: torch.device, args: argparse.Namespace, image: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+def build(device: torch.device, args: argparse.Namespace, truth: np.ndarray, direction: np.ndarray
+          ) -> tuple[FittingModels, ShapeFittingSpec]:
     rng = np.random.default_rng(0)
-    steps: dict[str, float] = {}
+    spec = ShapeFittingSpec.from_config("bench", {
+        "kind": "shape_fitting", "presegmentation": "unet2d",
+        "regression": {"cube_size": args.cube, "base_features": args.shape_base, "n_modes": args.modes},
+        "landmarks": {"counts": {"femur": 100, "tibia": 30}},
+        "refinement": {"network": {"name": "unet3d", "base": args.local_base, "depth": 3},
+                       "patch": {"size": args.patch}},
+        "inference": {"batch_size": args.batch, "precision": args.precision}},
+        DATASET, {"femur": [("femur", False)], "tibia": [("tibia", False)]})
     unet = build_model("unet2d", in_channels=1, n_classes=5, base=args.unet_base, depth=4).to(device).eval()
-    n = SHAPE[0] if device.type == "cuda" else min(args.slices, SHAPE[0])
-    predict_slices(unet, image, 0, indices=np.arange(2), device=device, batch_size=args.batch)  # warm-up
-    seconds, probs2d = timed(lambda: predict_slices(unet, image, 0, indices=np.arange(n), device=device,
-                                                    batch_size=args.batch), device)
-    steps["1 pre-segmentation (2D U-Net)"] = seconds * SHAPE[0] / n
-    seconds, boxes = timed(lambda: {b: mask_bbox(mask == v) for b, v in BONES.items()}, device)
-    steps["2 bounding boxes"] = seconds
-    image_t = torch.from_numpy(image).to(device)
-    geometries = {b: crop_geometry(SHAPE, SPACING, (0.0, 0.0, 0.0), np.eye(3), box, margin_mm=10,
-                                   cube_size=args.cube) for b, box in boxes.items()}
-    seconds, cubes = timed(lambda: {b: resample_crop(image_t, g) for b, g in geometries.items()}, device)
-    steps["3 crops to cubes"] = seconds
-    nets = {b: ShapeRegressionNet([shape_layer(args.points, args.modes, rng)], base=args.shape_base).to(device).eval()
-            for b in BONES}
-    for b in BONES:  # warm-up
-        predict_landmarks(nets[b], cubes[b], geometries[b])
-    seconds, _ = timed(lambda: [predict_landmarks(nets[b], cubes[b], geometries[b]) for b in BONES], device)
-    steps["4 shape fit (both bones)"] = seconds
-    centres = np.column_stack([rng.integers(20, s - 20, args.patches) for s in SHAPE])
-    layout = patch_layout(centres, (args.patch,) * 3, SHAPE)
-    seconds, patches = timed(lambda: extract_patches(image, layout), device)
-    steps["5a patch extraction"] = seconds
+    pre = TimedStandIn(unet, torch.from_numpy(truth.astype(np.int64)).to(device))  # sagittal = array axis 0
+    pre_info = ModelInfo(method="unet2d", view="sagittal", network={"name": "unet2d"}, n_classes=5,
+                         label_values=LABELS)
+    regressions = []
+    for bone, value in (("femur", 1), ("tibia", 3)):
+        net = build_shape_regression(shape_model(args.points, args.modes, rng), spec.regression,
+                                     rotation=direction.T, half_extent_mm=40.0).to(device).eval()
+        regressions.append((net, RegressionInfo(part=bone, bones=[bone], label_values=[value],
+                                                rotation=direction.T.tolist(), half_extent_mm=[40.0] * 3,
+                                                settings=spec.regression.to_dict(), train_subjects=[],
+                                                val_subjects=[])))
     local = build_model("unet3d", in_channels=1, n_classes=5, base=args.local_base, depth=3).to(device).eval()
-    k = args.patches if device.type == "cuda" else min(args.cpu_patches, args.patches)
-
-    def forward() -> np.ndarray:
-        outs = []
-        with torch.no_grad():
-            for i in range(0, k, args.patch_batch):
-                x = torch.from_numpy(patches[i:i + args.patch_batch, None]).to(device)
-                outs.append(torch.softmax(local(x), dim=1).cpu().numpy())
-        return np.concatenate(outs)
-
-    forward()  # warm-up
-    seconds, probs3d = timed(forward, device)
-    steps["5b local 3D U-Net"] = seconds * args.patches / k
-    probs3d = np.concatenate([probs3d] * int(np.ceil(args.patches / k)))[:args.patches]
-    seconds, merged = timed(lambda: merge_patches(probs3d, layout), device)
-    steps["5c patch merging"] = seconds
-    reps = int(np.ceil(SHAPE[0] / probs2d.shape[1]))  # the CPU inferred n slices: repeat them to the volume
-    full2d = np.concatenate([probs2d] * reps, axis=1)[:, :SHAPE[0]]
-    seconds, _ = timed(lambda: ensemble_labels([full2d, merged.values], label_values=LABELS), device)
-    steps["6a ensembling"] = seconds
-    settings = PostprocessSettings(keep_components={4: 2})
-    seconds, _ = timed(lambda: postprocess_labels(mask, LABELS, spacing=SPACING, settings=settings), device)
-    steps["6b post-processing"] = seconds
-    return steps
+    local_info = ModelInfo(method="bench", view="3d", network={"name": "unet3d"}, n_classes=5, label_values=LABELS,
+                           patch_size=list(args.patch))
+    selection = {"femur": rng.choice(args.points, 100, replace=False), "tibia": rng.choice(args.points, 30,
+                                                                                          replace=False)}
+    return FittingModels(presegmentation=(pre, pre_info), regressions=regressions, refinement=(local, local_info),
+                         selection=selection, device=device), spec
 
 
 def main() -> None:
@@ -127,35 +115,48 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unet-base", type=int, default=16)
-    parser.add_argument("--slices", type=int, default=16, help="CPU: slices inferred and extrapolated to 160")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--cube", type=int, default=88)
     parser.add_argument("--shape-base", type=int, default=16)
     parser.add_argument("--points", type=int, default=2000)
     parser.add_argument("--modes", type=int, default=20)
-    parser.add_argument("--patches", type=int, default=130)
-    parser.add_argument("--patch", type=int, default=32)
-    parser.add_argument("--local-base", type=int, default=8)
-    parser.add_argument("--patch-batch", type=int, default=8)
-    parser.add_argument("--cpu-patches", type=int, default=16, help="CPU: patches run and extrapolated")
+    parser.add_argument("--patch", type=int, nargs=3, default=[32, 48, 48])
+    parser.add_argument("--local-base", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per device; the last is reported")
     args = parser.parse_args()
     set_threads(args.threads)
     print(f"knee phantom {SHAPE} at {SPACING} mm; generating ...", flush=True)
     subject = generate_subject("knee", 0, seed=1, shape=SHAPE, spacing=SPACING, n_landmarks=10)
     image = np.asarray(subject.image.array, dtype=np.float32)
-    image = (image - image.mean()) / image.std()
-    mask = np.asarray(subject.mask.array)
+    subject_image = subject.image.with_array((image - image.mean()) / image.std())
+    truth = np.asarray(subject.mask.array)
     devices = [resolve_device(args.device)]
     if args.device == "auto" and devices[0].type == "cpu" and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     for device in devices:
-        steps = run(device, args, image, mask)
-        print(f"\n{describe(device)}, U-Net base {args.unet_base}, cube {args.cube}^3, "
-              f"shape net base {args.shape_base}, {args.patches} patches of {args.patch}^3 (local U-Net base "
-              f"{args.local_base}); untrained weights")
+        models, spec = build(device, args, truth, np.asarray(subject.image.direction))
+        precision = "fp32" if device.type == "cpu" else ("bf16" if args.precision == "auto" else args.precision)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(args.repeats):
+            result = fit_volume(models, subject_image, spec, LABELS, precision=precision)
+        start = time.perf_counter()
+        post, _ = postprocess_labels(result.labels.astype(np.uint8), LABELS, spacing=SPACING,
+                                     settings=PostprocessSettings(keep_components={4: 2}))
+        steps = {**result.seconds, "postprocess (host)": time.perf_counter() - start}
+        dice = {v: 2 * np.sum((post == v) & (truth == v)) / max(1, np.sum(post == v) + np.sum(truth == v))
+                for v in LABELS}
+        print(f"\n{describe(device)}, precision {precision}: U-Net base {args.unet_base}, cube {args.cube}^3, shape "
+              f"net base {args.shape_base} ({args.points} points, {args.modes} modes), 130 patches of "
+              f"{'x'.join(map(str, args.patch))} (local U-Net base {args.local_base}); untrained weights")
         for name, seconds in steps.items():
-            print(f"  {name:<32s} {seconds:8.3f} s")
-        print(f"  {'total':<32s} {sum(steps.values()):8.3f} s")
+            print(f"  {name:<22s} {seconds:8.3f} s")
+        print(f"  {'total':<22s} {sum(steps.values()):8.3f} s")
+        print("  (sanity: Dice of the label map with the phantom's labels as the pre-segmentation: "
+              + ", ".join(f"{v}: {d:.3f}" for v, d in dice.items()) + ")")
+        if device.type == "cuda":
+            print(f"  peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak resident memory of this process: {peak:.0f} MiB")
 

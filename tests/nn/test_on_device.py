@@ -9,7 +9,13 @@ from scipy import ndimage
 
 from mskseg.nn.inference import predict_slices
 from mskseg.nn.models import build_model
-from mskseg.nn.on_device import extract_patches_t, largest_component_box, merge_patches_t, slice_probabilities
+from mskseg.nn.on_device import (
+    channel_argmax,
+    extract_patches_t,
+    largest_component_box,
+    merge_patches_t,
+    slice_probabilities,
+)
 from mskseg.preprocess.patches import extract_patches, merge_patches, patch_layout
 
 
@@ -72,3 +78,10 @@ def test_merging_patches_of_a_volume_restores_it_exactly_where_covered():
     merged, coverage = merge_patches_t(patches, layout, (12, 10, 8))
     covered = coverage > 0
     assert torch.equal(merged[0][covered], volume[0][covered]) and int(covered.sum()) > 0
+
+
+def test_channel_argmax_is_argmax_with_the_first_maximum_on_ties():
+    scores = torch.rand(5, 7, 6, 4)
+    scores[:, 0, 0, 0] = torch.tensor([0.2, 0.5, 0.5, 0.1, 0.5])  # a tie: the first maximum wins, as argmax
+    got = channel_argmax(scores)
+    assert got.dtype == torch.uint8 and torch.equal(got.long(), scores.argmax(dim=0)) and int(got[0, 0, 0]) == 1

@@ -62,8 +62,13 @@ def _config(manifest: Path, split: Path, counts: dict[str, int]) -> dict:
                     "landmarks": {"counts": counts, "within_mm": 4.0},
                     "refinement": {"network": {"name": "unet3d", "base": 4, "depth": 2},
                                    "patch": {"size": [8, 12, 12]}, "train": tiny}},
+            # the paper's section 4.2 variant: one network over the whole scan, a PCA layer per bone; no refinement
+            "whole": {"kind": "shape_fitting", "presegmentation": "unet2d", "threads": 1, "whole_volume": True,
+                      "refinement": None, "crops_per_subject": 1,
+                      "regression": {"cube_size": 16, "base_features": 4, "epochs": 2, "lr": 0.01, "batch_size": 2},
+                      "landmarks": {"counts": counts, "within_mm": 4.0}},
         },
-        "evaluation": {"methods": ["unet2d", "fit"], "collision_eps_mm": None,
+        "evaluation": {"methods": ["unet2d", "fit", "whole"], "collision_eps_mm": None,
                        "tables": {"metrics": ["dice", "hd95_mm"]}},
     }}}
 
@@ -81,6 +86,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_each_test_subject_is_predicted_on_its_grid_with_timed_steps_and_fitted_landmarks(run: Path) -> None:
     for sid in TEST:
         pred = read_volume(run / f"results/predictions/knee/sub-{sid}_method-fit_pred.nii.gz")
+        assert pred.array.any()
         image = read_volume(run / f"results/preprocess/knee/sub-{sid}_image.nii.gz")
         assert pred.geometry_mismatches(image) == []
         assert set(np.unique(pred.array)) <= {0, *LABELS.values()}
@@ -102,9 +108,14 @@ def test_the_tables_list_the_method_and_score_the_fitted_shapes(run: Path) -> No
     dice = pd.read_csv(run / "results/tables/knee/metric-dice_table.csv")
     assert "fit" in dice.iloc[:, 0].astype(str).tolist() and "unet2d" in dice.iloc[:, 0].astype(str).tolist()
     errors = read_table(run / "results/tables/knee/landmarks.tsv")
-    assert sorted(errors["subject"].unique()) == list(TEST)
+    assert sorted(errors["subject"].unique()) == list(TEST) and set(errors["method"]) == {"fit", "whole"}
+    assert (run / "results/models/knee/method-whole_fold-0_part-all_regression.pt").exists()
+    assert not list((run / "results/models/knee").glob("method-whole_*refinement*"))
+    # without refinement the steps stop at the pre-segmentation and the fitted shapes
+    whole = json.loads((run / "results/predictions/knee/sub-k4_method-whole_pred.json").read_text(encoding="utf-8"))
+    assert "refinement" not in whole["steps_seconds"]
     assert set(errors["structure"]) == {"femur", "tibia", "all"}
-    mean = errors.loc[errors["structure"] == "femur", "mean_mm"]
+    mean = errors.loc[(errors["structure"] == "femur") & (errors["method"] == "fit"), "mean_mm"]
     # the error is the one a brute-force comparison of the two landmark files gives
     fitted = read_table(run / "results/predictions/knee/sub-k4_method-fit_landmarks.csv")
     warped = read_landmarks_csv(run / "results/landmarks/knee/sub-k4_structure-femur_landmarks.csv")
@@ -112,7 +123,8 @@ def test_the_tables_list_the_method_and_score_the_fitted_shapes(run: Path) -> No
     brute = np.linalg.norm(femur - warped.sort_values("index")[["x", "y", "z"]].to_numpy(), axis=1).mean()
     assert mean.iloc[0] == pytest.approx(brute)
     markdown = (run / "results/tables/knee/landmarks.md").read_text(encoding="utf-8")
-    assert "| fit | femur | 60 |" in markdown and "presegmentation" in markdown
+    assert "| fit | femur | 60 |" in markdown and "| whole | tibia | 60 |" in markdown
+    assert "presegmentation" in markdown
 
 
 def test_a_landmark_count_reruns_the_refinement_not_the_regression(run: Path, tmp_path: Path) -> None:

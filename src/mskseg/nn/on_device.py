@@ -4,6 +4,8 @@ The shape fitting (:mod:`mskseg.nn.shape_fitting`) chains these so that one volu
 to the label map on the GPU (or the CPU) without round trips; only a few numbers (box corners, patch
 positions) reach the host.
 
+* :func:`channel_argmax` -- the class of each voxel of ``(K, X, Y, Z)`` scores, as ``argmax(dim=0)`` (first
+  maximum on ties) but 10 times faster on a CPU (a reduction over the outer axis is slow there);
 * :func:`slice_probabilities` -- a 2D (or 2.5D) network on every slice along an axis, as
   :func:`mskseg.nn.inference.predict_slices` (same padding and cropping) but tensor in, tensor out;
 * :func:`largest_component_box` -- the bounding box of a mask's largest connected component (26-connected
@@ -26,7 +28,7 @@ from torch import nn
 from mskseg.nn.device import autocast
 from mskseg.preprocess.patches import Patch
 
-__all__ = ["extract_patches_t", "largest_component_box", "merge_patches_t", "slice_probabilities"]
+__all__ = ["channel_argmax", "extract_patches_t", "largest_component_box", "merge_patches_t", "slice_probabilities"]
 
 
 def slice_probabilities(model: nn.Module, image: torch.Tensor, axis: int, *, n_slices: int = 1, multiple: int = 16,
@@ -59,6 +61,19 @@ def slice_probabilities(model: nn.Module, image: torch.Tensor, axis: int, *, n_s
     return out.movedim(1, axis + 1)
 
 
+def channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=0)`` of ``(K, *S)`` scores as uint8 (K <= 256), the first maximum on ties."""
+    if not 1 <= scores.shape[0] <= 256:
+        raise ValueError(f"channel_argmax needs 1 to 256 channels, got {scores.shape[0]}")
+    best = scores[0].clone()
+    classes = torch.zeros(scores.shape[1:], dtype=torch.uint8, device=scores.device)
+    for k in range(1, scores.shape[0]):
+        better = scores[k] > best
+        classes.masked_fill_(better, k)
+        torch.maximum(best, scores[k], out=best)
+    return classes
+
+
 def _propagate(labels: torch.Tensor, inside: torch.Tensor, check_every: int = 8) -> torch.Tensor:
     """Each foreground voxel's component label: the largest start label reachable through 26-neighbours."""
     while True:
@@ -81,8 +96,10 @@ def largest_component_box(mask: torch.Tensor, *, factor: int = 4) -> tuple[tuple
     if not bool(mask.any()):
         return None
     coarse = F.max_pool3d(mask[None, None].float(), factor, stride=factor, ceil_mode=True)[0, 0] > 0
-    inside = coarse.double()
-    start = torch.arange(1, coarse.numel() + 1, dtype=torch.float64, device=mask.device).reshape(coarse.shape)
+    inside = coarse.float()  # labels up to 2**24 are exact in float32: coarse grids of 16 M cells
+    if coarse.numel() >= 2**24:
+        inside = inside.double()
+    start = torch.arange(1, coarse.numel() + 1, dtype=inside.dtype, device=mask.device).reshape(coarse.shape)
     labels = _propagate(start * inside, inside)
     values, counts = labels[coarse].unique(return_counts=True)
     keep = labels == values[counts.argmax()]
@@ -107,16 +124,22 @@ def extract_patches_t(volume: torch.Tensor, layout: Sequence[Patch], *, fill: fl
     return out
 
 
-def merge_patches_t(patches: torch.Tensor, layout: Sequence[Patch], shape: Sequence[int]
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_patches_t(patches: torch.Tensor, layout: Sequence[Patch], shape: Sequence[int], *,
+                    region: tuple[slice, slice, slice] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch outputs ``(k, C, *size)`` averaged into ``(C, *shape)`` (0 where no patch lies) and the coverage
-    ``(*shape)`` (patches per voxel), on the patches' device."""
+    ``(*shape)`` (patches per voxel), on the patches' device. With ``region`` (a box of the volume holding every
+    patch, e.g. :func:`mskseg.preprocess.patches.union_region`) only that box is returned: ``(C, *box)``."""
     if len(layout) != len(patches):
         raise ValueError(f"{len(patches)} patches for a layout of {len(layout)}")
-    total = patches.new_zeros((patches.shape[1], *shape))
-    coverage = patches.new_zeros(tuple(shape))
+    box = region or tuple(slice(0, n) for n in shape)
+    offset = [b.start for b in box]
+    total = patches.new_zeros((patches.shape[1], *(b.stop - b.start for b in box)))
+    coverage = patches.new_zeros(total.shape[1:])
     for i, patch in enumerate(layout):
         if not patch.empty:
-            total[(slice(None), *patch.in_volume)] += patches[(i, slice(None), *patch.in_patch)]
-            coverage[patch.in_volume] += 1
+            where = tuple(slice(v.start - o, v.stop - o) for v, o in zip(patch.in_volume, offset, strict=True))
+            if any(w.start < 0 or w.stop > n for w, n in zip(where, total.shape[1:], strict=True)):
+                raise ValueError(f"patch at {patch.in_volume} lies outside the region {box}")
+            total[(slice(None), *where)] += patches[(i, slice(None), *patch.in_patch)]
+            coverage[where] += 1
     return total / coverage.clamp_min(1), coverage

@@ -6,9 +6,10 @@
 2. ``boxes`` -- each bone's largest component in the pre-segmentation (:func:`largest_component_box`);
 3. ``crops`` -- each box plus the margin resampled to the regression's cube (:func:`resample_crop`);
 4. ``shape_fit`` -- the shape regression networks: landmarks in world mm;
-5. ``refinement`` -- the local 3D U-Net on patches at the selected landmarks, merged (overlaps averaged);
-6. ``ensemble`` -- 2D + 3D probabilities (or the 3D where patches cover, without ensembling), argmax,
-   label values; then the label map comes to the host (``to_host``).
+5. ``refinement`` -- the local 3D U-Net on patches at the selected landmarks;
+6. ``ensemble`` -- the patches merged (overlaps averaged) in the box they span, 2D + 3D probabilities there
+   (or the 3D where patches cover, without ensembling), argmax (elsewhere the 2D argmax), label values;
+   then the label map comes to the host (``to_host``).
 
 Each step's seconds are measured with the device synchronised. Post-processing (scipy, on the host)
 and file input/output are timed by :func:`predict_shape_fitting` around it.
@@ -34,7 +35,13 @@ from mskseg.nn import device as dev
 from mskseg.nn.data import plane_axis
 from mskseg.nn.model_info import ModelInfo, load_trained
 from mskseg.nn.models.shape_regression import ShapeRegressionNet
-from mskseg.nn.on_device import extract_patches_t, largest_component_box, merge_patches_t, slice_probabilities
+from mskseg.nn.on_device import (
+    channel_argmax,
+    extract_patches_t,
+    largest_component_box,
+    merge_patches_t,
+    slice_probabilities,
+)
 from mskseg.nn.shape_crop import crop_geometry, resample_crop
 from mskseg.nn.shape_fitting_train import RegressionInfo
 from mskseg.nn.shape_method import ShapeFittingSpec
@@ -42,7 +49,7 @@ from mskseg.nn.shape_regression import build_shape_regression, to_world
 from mskseg.nn.shape_settings import ShapeRegressionSettings
 from mskseg.nn.weights import load_weights
 from mskseg.postprocess import PostprocessSettings, postprocess_labels
-from mskseg.preprocess.patches import patch_layout
+from mskseg.preprocess.patches import patch_layout, union_region
 from mskseg.shape.storage import load_shape_model
 from mskseg.volume import Volume
 
@@ -133,14 +140,14 @@ def fit_volume(models: FittingModels, image: Volume, spec: ShapeFittingSpec, lab
                                   multiple=pre_info.multiple, batch_size=spec.inference.batch_size,
                                   precision=precision)
     clock.step("presegmentation")
-    classes = probs2d.argmax(dim=0)
+    classes = channel_argmax(probs2d)
     boxes = []
     for _, info in models.regressions:
         if info.part == "all":
             boxes.append(None)
             continue
-        box = largest_component_box(torch.isin(classes, torch.tensor(_class_index(info.label_values, label_values),
-                                                                     device=device)))
+        wanted = torch.tensor(_class_index(info.label_values, label_values), dtype=classes.dtype, device=device)
+        box = largest_component_box(torch.isin(classes, wanted))
         boxes.append(box if box is not None else ((0, 0, 0), tuple(s - 1 for s in image.shape)))
     clock.step("boxes")
     cubes, geometries = [], []
@@ -158,7 +165,7 @@ def fit_volume(models: FittingModels, image: Volume, spec: ShapeFittingSpec, lab
             world = to_world(net(cube[None, None])[0], geometry)
             points.update(zip(info.bones, net.split_points(world), strict=True))
     clock.step("shape_fit")
-    scores = probs2d
+    lookup = torch.tensor([0, *label_values], device=device, dtype=torch.int32)
     if models.refinement is not None:
         local, local_info = models.refinement
         centres = torch.cat([points[b][torch.as_tensor(models.selection[b], device=device)] for b in points])
@@ -169,18 +176,20 @@ def fit_volume(models: FittingModels, image: Volume, spec: ShapeFittingSpec, lab
         layout = patch_layout(voxels, local_info.patch_size, image.shape, border="shift")
         patches = extract_patches_t(x, layout, fill=float(x.min()))
         outs = []
+        step = max(1, spec.inference.batch_size // 4)
         with torch.inference_mode():
-            for start in range(0, len(layout), max(1, spec.inference.batch_size // 4)):
-                batch = patches[start:start + max(1, spec.inference.batch_size // 4), None]
+            for start in range(0, len(layout), step):
                 with dev.autocast(device, precision):
-                    outs.append(local(batch).float().softmax(dim=1))
-        merged, coverage = merge_patches_t(torch.cat(outs), layout, image.shape)
-        covered = coverage > 0
-        local_probs = torch.where(covered, merged, probs2d)
-        scores = probs2d + local_probs if spec.ensemble else local_probs
+                    outs.append(local(patches[start:start + step, None]).float().softmax(dim=1))
         clock.step("refinement")
-    lookup = torch.tensor([0, *label_values], device=device, dtype=torch.int32)
-    labelled = lookup[scores.argmax(dim=0)]
+        region = union_region(layout)
+        if region is not None:  # outside the patches the 2D argmax stands (2D + 2D has the same argmax)
+            merged, coverage = merge_patches_t(torch.cat(outs), layout, image.shape, region=region)
+            inside = probs2d[(slice(None), *region)]
+            local_probs = torch.where(coverage > 0, merged, inside)
+            scores = inside + local_probs if spec.ensemble else local_probs
+            classes[region] = channel_argmax(scores)
+    labelled = lookup[classes.long()]
     clock.step("ensemble")
     labels = labelled.cpu().numpy()
     landmarks = {b: p.cpu().numpy() for b, p in points.items()}
