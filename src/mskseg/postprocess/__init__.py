@@ -2,6 +2,8 @@
 
 * :mod:`~mskseg.postprocess.ensemble` -- class probabilities of several networks added, arg max
   (knee paper 3.5);
+* :mod:`~mskseg.postprocess.symmetric` -- the hip paper's symmetric decomposition: each member of a left/right
+  pair keeps its largest component, its other components go to the other member;
 * :mod:`~mskseg.postprocess.components` -- the largest connected component per label, the islands
   handed to the label touching them most;
 * :mod:`~mskseg.postprocess.morphology` -- hole filling and closing with a ball in mm;
@@ -24,6 +26,7 @@ from mskseg.postprocess.components import (
 from mskseg.postprocess.ensemble import argmax_labels, ensemble_labels, summed_scores
 from mskseg.postprocess.morphology import ball, close_labels, fill_holes
 from mskseg.postprocess.pipeline import PostprocessSettings, postprocess_labels
+from mskseg.postprocess.symmetric import symmetric_components
 
 __all__ = [
     "Changes",
@@ -42,4 +45,5 @@ __all__ = [
     "postprocess_labels",
     "reassign",
     "summed_scores",
+    "symmetric_components",
 ]

@@ -216,11 +216,20 @@ ALL_COMPONENTS = 2**31 - 1
 
 def postprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
     """The dataset's ``postprocess`` block as :class:`mskseg.postprocess.PostprocessSettings` keyword values
-    (``keep_components`` by label value, as the label maps hold them; ``all`` as :data:`ALL_COMPONENTS`)."""
+    (``keep_components`` by label value, as the label maps hold them; ``all`` as :data:`ALL_COMPONENTS`).
+
+    ``symmetric`` (default: true when the dataset declares ``symmetric_pairs``) becomes
+    ``symmetric_pairs``, the dataset's pairs as ``[[left value, right value], ...]``; the key is left out
+    when the step is off or there are no pairs (so the settings of a dataset without pairs do not change).
+    """
     block = dict(dataset.get("postprocess") or {})
     labels = dataset["labels"]
     block["keep_components"] = {str(labels[s]): ALL_COMPONENTS if n == "all" else int(n)
                                 for s, n in (block.get("keep_components") or {}).items()}
+    pairs = [list(p) for p in dataset.get("symmetric_pairs") or []]
+    symmetric = block.pop("symmetric", None)
+    if pairs and (symmetric is None or bool(symmetric)):
+        block["symmetric_pairs"] = [[int(labels[a]), int(labels[b])] for a, b in pairs]
     return block
 
 
