@@ -13,15 +13,12 @@ def main(*, subject: str, image: Path, spec: ShapeFittingSpec, labels: dict[str,
          prediction: Path, record: Path, landmarks: Path, postprocess: PostprocessSettings | None = None,
          threads: int = 1, log: Path | None = None) -> None:
     logger = setup_logging(log, "predict_shape_fitting")
-    from mskseg.nn import device as dev  # imported here: torch is slow to import
-    from mskseg.nn.shape_fitting import load_fitting_models, predict_shape_fitting
+    from mskseg.nn.device import set_threads  # imported here: torch is slow to import
+    from mskseg.nn.shape_fitting import predict_subject_files
 
-    dev.set_threads(threads)
-    device = dev.resolve_device(spec.inference.device)
-    precision = dev.resolve_precision(device, spec.inference.precision)
-    fitted = load_fitting_models(device=device, **models)
-    predict_shape_fitting(subject, image, fitted, spec, labels, prediction=prediction, record=record,
-                          landmarks=landmarks, postprocess=postprocess, precision=precision, logger=logger)
+    set_threads(threads)
+    predict_subject_files(subject, image, spec, labels, models=models, prediction=prediction, record=record,
+                          landmarks=landmarks, postprocess=postprocess, logger=logger)
 
 
 if __name__ == "__main__":

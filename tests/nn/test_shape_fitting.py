@@ -76,7 +76,7 @@ def oracle(monkeypatch, setup):
     truth = torch.from_numpy(np.asarray(subject.mask.array).astype(np.int64))
 
     def one_hot(model, image, axis, **kwargs):
-        return torch.nn.functional.one_hot(truth, 5).permute(3, 0, 1, 2).float()
+        return torch.nn.functional.one_hot(truth, 5).permute(3, 0, 1, 2).float().to(image.device)
     monkeypatch.setattr(fitting, "slice_probabilities", one_hot)
     return truth.numpy()
 
@@ -167,3 +167,24 @@ def test_landmark_selection_keeps_the_region_and_fails_clearly_without_one():
     assert picked.radius_mm >= 2.0  # 4 of 10 points 1 mm apart, greedily from the centre: 9, 14, 5, 7
     with pytest.raises(ValueError, match="within_mm"):
         select_landmarks(mean, votes, 4, min_fraction=1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_every_step_runs_there_and_gives_the_cpus_result(setup, oracle):
+    subject, spec, models = setup
+    cuda = torch.device("cuda")
+    background = _with_background(models)
+    on_gpu = FittingModels(presegmentation=background.presegmentation,
+                           regressions=[(net.to(cuda), info) for net, info in background.regressions],
+                           refinement=(background.refinement[0].to(cuda), background.refinement[1]),
+                           selection=background.selection, device=cuda)
+    try:
+        gpu = fit_volume(on_gpu, subject.image, spec, LABELS)
+    finally:
+        for net, _ in models.regressions:
+            net.cpu()
+    np.testing.assert_array_equal(gpu.labels, oracle)
+    cpu = fit_volume(background, subject.image, spec, LABELS)
+    for bone in cpu.landmarks:
+        np.testing.assert_allclose(gpu.landmarks[bone], cpu.landmarks[bone], atol=1e-3)

@@ -1,8 +1,10 @@
 """PyTorch part of mskseg: the only subpackage that imports torch.
 
-Three modules import no torch, so the workflow can read them while it builds the DAG:
+Five modules import no torch, so the workflow can read them while it builds the DAG:
 :mod:`mskseg.nn.settings` (a trained method's typed settings), :mod:`mskseg.nn.method` (the method,
-parsed from its config entry) and :mod:`mskseg.nn.weightmap` (the hip paper's distance weight map).
+parsed from its config entry), :mod:`mskseg.nn.shape_settings` and :mod:`mskseg.nn.shape_method` (the
+knee paper's shape fitting, ``kind: shape_fitting``) and :mod:`mskseg.nn.weightmap` (the hip paper's
+distance weight map).
 The rest, by job:
 
 * networks and their weights -- :mod:`~mskseg.nn.models`, :mod:`~mskseg.nn.weights`;
@@ -13,7 +15,10 @@ The rest, by job:
   :mod:`~mskseg.nn.validation` (whole volumes or sampled slices), :mod:`~mskseg.nn.fit` (one view's
   model), :mod:`~mskseg.nn.transfer` (interactive rounds), :mod:`~mskseg.nn.training` (what the rules run);
 * prediction -- :mod:`~mskseg.nn.inference` (slices, sliding windows), :mod:`~mskseg.nn.predict`,
-  :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`.
+  :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`;
+* the knee paper's method -- :mod:`~mskseg.nn.shape_crop`, :mod:`~mskseg.nn.shape_regression`,
+  :mod:`~mskseg.nn.shape_fitting_train` (a fold's trainings), :mod:`~mskseg.nn.shape_fitting` (one volume,
+  timed per step), :mod:`~mskseg.nn.on_device` (its steps on tensors that stay on the device).
 
 Nothing is imported here, so ``import mskseg.nn`` stays cheap; import the submodules.
 """

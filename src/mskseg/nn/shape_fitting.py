@@ -53,7 +53,8 @@ from mskseg.preprocess.patches import patch_layout, union_region
 from mskseg.shape.storage import load_shape_model
 from mskseg.volume import Volume
 
-__all__ = ["FitResult", "FittingModels", "fit_volume", "load_fitting_models", "predict_shape_fitting"]
+__all__ = ["FitResult", "FittingModels", "fit_volume", "load_fitting_models", "predict_shape_fitting",
+           "predict_subject_files"]
 
 PathLike = str | os.PathLike
 
@@ -235,3 +236,18 @@ def predict_shape_fitting(subject: str, image: PathLike, models: FittingModels, 
     write_json(record, done)
     logger.info("%s: %s", subject, ", ".join(f"{k} {v:.3f} s" for k, v in steps.items()))
     return done
+
+
+def predict_subject_files(subject: str, image: PathLike, spec: ShapeFittingSpec, labels: Mapping[str, int], *,
+                          models: Mapping[str, Any], prediction: PathLike, record: PathLike, landmarks: PathLike,
+                          postprocess: PostprocessSettings | None = None,
+                          logger: logging.Logger | None = None) -> dict[str, Any]:
+    """What the ``predict_shape_fitting`` rule runs: the fold's models loaded (``models``: the keyword arguments of
+    :func:`load_fitting_models` but the device) on the device of ``spec.inference``, then
+    :func:`predict_shape_fitting` at its precision."""
+    device = dev.resolve_device(spec.inference.device)
+    precision = dev.resolve_precision(device, spec.inference.precision)
+    (logger or logging.getLogger(__name__)).info("device %s, precision %s", dev.describe(device), precision)
+    fitted = load_fitting_models(device=device, **models)
+    return predict_shape_fitting(subject, image, fitted, spec, labels, prediction=prediction, record=record,
+                                 landmarks=landmarks, postprocess=postprocess, precision=precision, logger=logger)

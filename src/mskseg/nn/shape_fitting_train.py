@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from mskseg.io.atomic import write_text
+from mskseg.io.atomic import atomic_path, write_text
 from mskseg.io.landmarks import read_landmarks_csv
 from mskseg.io.locks import folder_lock
 from mskseg.io.tables import write_table
@@ -286,8 +286,8 @@ def regression_fold(spec: ShapeFittingSpec, part: str, bones: Sequence[str], val
                                                           "jitter": spec.crop_jitter_mm, "subjects": dict(subjects)})
         net, result, description = train_regression(spec, part, bones, models, values, subjects, by_role, run_dir,
                                                     logger=logger)
-        torch.save(net.state_dict(), run_dir / "export.pt")
-        os.replace(run_dir / "export.pt", model)
+        with atomic_path(model) as tmp:
+            torch.save(net.state_dict(), tmp)
     description.write(info)
     write_history(result.history.to_dict("records"), history)
     logger.info("shape regression %s: best epoch %d of %d, validation landmark distance %s mm", part,
