@@ -20,6 +20,7 @@ include: "rules/segmentation.smk"
 include: "rules/shape_fitting.smk"
 include: "rules/predictions.smk"
 include: "rules/evaluation.smk"
+include: "rules/segment.smk"
 
 
 rule all:
@@ -33,6 +34,7 @@ rule all:
         wf.targets.shape_models,
         wf.targets.models,
         wf.targets.tables,
+        wf.targets.segment,
 
 
 rule data:
@@ -69,3 +71,13 @@ rule models:
 rule tables:
     input:
         wf.targets.tables,
+
+
+rule segment:
+    input:
+        wf.targets.segment,
+
+
+rule export_models:
+    input:
+        wf.targets.export_models,

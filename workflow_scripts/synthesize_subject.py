@@ -8,6 +8,7 @@ import _bootstrap  # noqa: F401
 from mskseg.io import write_volume
 from mskseg.io.tables import write_json, write_table
 from mskseg.synthetic import generate_subject
+from mskseg.synthetic.regrid import oblique_copy
 from mskseg.workflow.logs import setup_logging
 
 
@@ -21,6 +22,12 @@ def main(*, spec: dict[str, Any], index: int, image: Path, mask: Path, poor_mask
     subject = generate_subject(spec["kind"], index, seed=int(spec.get("seed", 0)), shape=shape,
                                spacing=spacing, n_landmarks=int(spec.get("n_landmarks", 200)),
                                poor_labels=True, fov_jitter_mm=float(spec.get("fov_jitter_mm", 0.0)))
+    degrees, shift = float(spec.get("oblique_deg") or 0.0), spec.get("origin_shift_mm") or (0.0, 0.0, 0.0)
+    if degrees or any(shift):  # a grid of its own, as a new scan comes (the mask is the truth on that grid)
+        _, subject.poor_mask, _ = oblique_copy(subject.image, subject.poor_mask, degrees=degrees, shift_mm=shift)
+        subject.image, subject.mask, subject.landmarks = oblique_copy(
+            subject.image, subject.mask, subject.landmarks, degrees=degrees, shift_mm=shift)
+        logger.info("on an oblique grid: rotated %.1f degrees, moved %s mm", degrees, list(shift))
     write_volume(subject.image, image)
     write_volume(subject.mask, mask)
     write_volume(subject.poor_mask, poor_mask)

@@ -235,9 +235,10 @@ def test_evaluation(wf) -> None:
 def test_targets(wf) -> None:
     t = wf.targets
     assert t.data()[:2] == ["results/data/knee/manifest.tsv", "results/data/hip/manifest.tsv"]
-    assert len(t.data()) == 2 + 2 * (10 + 8)
-    assert t.qc() == ["results/qc/knee/qc_table.tsv", "results/qc/knee/subjects.tsv", "results/qc/hip/qc_table.tsv",
-                      "results/qc/hip/subjects.tsv"]
+    assert len(t.data()) == 4 + 2 * (10 + 8 + 2 + 2)  # two datasets to train on, two of new scans
+    assert t.qc()[:4] == ["results/qc/knee/qc_table.tsv", "results/qc/knee/subjects.tsv",
+                          "results/qc/hip/qc_table.tsv", "results/qc/hip/subjects.tsv"]
+    assert len(t.qc()) == 8  # the new scans are checked too (kneescans, hipscans)
     assert t.splits() == ["results/splits/knee/splits.tsv", "results/splits/hip/splits.tsv"]
     with pytest.raises(NotYet):
         t.preprocess()  # waits for hip's QC

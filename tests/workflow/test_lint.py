@@ -35,11 +35,12 @@ RULES = {
     "segmentation": ["weight_map", "pretrain_model", "train_model", "fit_fusion"],
     "shape_fitting": ["train_shape_regression", "train_refinement", "predict_shape_fitting", "landmark_errors"],
     "predictions": ["predict_subject", "perturb_prediction"],
+    "segment": ["volume_reference", "segment_scan", "segment_table", "export_bundle"],
     "evaluation": ["evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
                    "table_summary", "training_size_study"],
 }
 #: the Snakefile's named targets
-TARGETS = ["all", "data", "qc", "splits", "preprocess", "shape", "models", "tables"]
+TARGETS = ["all", "data", "qc", "splits", "preprocess", "shape", "models", "tables", "segment", "export_models"]
 
 
 def test_the_rules_are_exactly_these_one_file_per_stage() -> None:
@@ -47,7 +48,7 @@ def test_the_rules_are_exactly_these_one_file_per_stage() -> None:
              for smk in sorted((REPO / "rules").glob("*.smk"))}
     assert found.pop("common") == []
     assert found == RULES
-    assert sum(map(len, found.values())) == 33
+    assert sum(map(len, found.values())) == 37
     assert re.findall(r"^rule (\w+):", (REPO / "Snakefile").read_text(), re.M) == TARGETS
 
 

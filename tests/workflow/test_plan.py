@@ -63,7 +63,11 @@ def test_a_bad_training_setting_fails_when_the_plan_is_made(config) -> None:
 
 # ---- plan -------------------------------------------------------------------------------------
 def test_the_plan_of_the_demo(plan) -> None:
-    assert list(plan.datasets) == ["knee", "hip"] and plan.synthetic == ["knee", "hip"]
+    assert list(plan.datasets) == ["knee", "hip", "kneescans", "hipscans"] and plan.synthetic == list(plan.datasets)
+    assert list(plan.training) == ["knee", "hip"] and list(plan.segmenting) == ["kneescans", "hipscans"]
+    scans = plan["kneescans"]
+    assert scans.methods == {} and scans.shape_models == {} and scans.evaluated == [] and scans.trained == {}
+    assert scans.row("knee001")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
     knee, hip = plan["knee"], plan["hip"]
     assert knee.synthetic and knee.kind == "synthetic" and knee.subjects[:2] == ["knee000", "knee001"]
     assert knee.row("knee003")["image"] == "results/synthetic/knee/sub-knee003_image.nii.gz"
@@ -94,7 +98,7 @@ def test_wildcard_constraints(plan) -> None:
     assert re.fullmatch(c["view"], "mpr") and re.fullmatch(c["batch"], "000") and not re.fullmatch(c["batch"], "1")
     assert plan.method_pattern("trained") == "mpunet|unet2d"
     assert plan.method_pattern("files") == NOTHING and not re.fullmatch(NOTHING, "")
-    assert plan.synthetic_pattern() == "knee|hip"
+    assert plan.synthetic_pattern() == "knee|hip|kneescans|hipscans"
 
 
 def test_manifests_of_every_source(tmp_path: Path, config) -> None:

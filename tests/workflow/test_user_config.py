@@ -80,7 +80,8 @@ def test_oai_zib_visits_of_one_patient_stay_in_one_role(user_run: Path) -> None:
 
 def test_without_a_user_file_the_demo_datasets_run() -> None:
     shipped = read_shipped(REPO / "config.yaml")
-    assert set(compose_config(shipped, {"scale": "demo"}, shipped)["datasets"]) == {"knee", "hip"}
+    assert set(compose_config(shipped, {"scale": "demo"}, shipped)["datasets"]) == {"knee", "hip", "kneescans",
+                                                                                   "hipscans"}
 
 
 def test_a_user_dataset_inherits_its_template_and_the_scale() -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -313,3 +314,17 @@ def qc_table(rows: Iterable[Mapping[str, Any]],
 __all__ = ["SD_FLOOR_FRACTION", "SD_FLOOR_MM3", "LabelFreeThresholds", "VolumeReference", "flag_segmentation",
            "pair_collisions", "qc_table", "scan_metrics", "shape_plausibility", "structure_volumes",
            "volume_zscores"]
+
+
+def records_table(records: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The QC rows of several scans (JSON files, each with ``flagged`` and ``reasons``) as one table, written to
+    ``path`` (TSV) and returned; flagged scans first, then by subject."""
+    from mskseg.io.tables import read_json, write_table
+
+    rows = [read_json(r) for r in records]
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(k for row in rows for k in row)) or ["subject",
+                                                                                             "flagged", "reasons"])
+    if len(frame):
+        frame = frame.sort_values(["flagged", "subject"], ascending=[False, True], kind="stable")
+    write_table(frame, path)
+    return frame

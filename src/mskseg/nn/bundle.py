@@ -17,7 +17,8 @@ Roles (:data:`KEYED_ROLES` take a ``/<key>``, :data:`SINGLE_ROLES` none) name wh
 * ``shape_fitting``: ``pre_model/<view>``, ``pre_info/<view>``, ``pre_history/<view>`` (the presegmentation's
   model), ``regression/<part>``, ``regression_info/<part>``, ``regression_history/<part>`` (a bone or
   ``all``), ``refinement``, ``refinement_info``, ``refinement_history``, ``selection`` (the landmark selection
-  TSV), ``shape_model/<bone>`` (the fold's ``.npz``) and ``shape_header/<bone>`` (its ``.json``).
+  TSV), ``shape_model/<bone>`` (the fold's ``.npz``) and ``shape_header/<bone>`` (its ``.json``);
+* either kind, for the label-free QC of new scans: :data:`QC_KEYED_ROLES` per bone and ``volumes``.
 
 This module imports no torch: it only copies, archives and checks files.
 """
@@ -50,14 +51,19 @@ CARD = "card.json"
 ARCHIVE_SUFFIX = ".tar.gz"
 KINDS = ("trained", "shape_fitting")
 #: roles with a key (view, part or bone) and roles without, allowed per method kind
-KEYED_ROLES = {"trained": ("model", "info", "history"),
+#: the label-free QC's files: per bone a shape model, its reference mask and landmarks; the training volumes
+QC_KEYED_ROLES = ("qc_shape_model", "qc_shape_header", "qc_reference_mask", "qc_reference_landmarks")
+QC_SINGLE_ROLES = ("volumes",)
+KEYED_ROLES = {"trained": ("model", "info", "history", *QC_KEYED_ROLES),
                "shape_fitting": ("pre_model", "pre_info", "pre_history", "regression", "regression_info",
-                                 "regression_history", "shape_model", "shape_header")}
-SINGLE_ROLES = {"trained": ("fusion",),
-                "shape_fitting": ("refinement", "refinement_info", "refinement_history", "selection")}
+                                 "regression_history", "shape_model", "shape_header", *QC_KEYED_ROLES)}
+SINGLE_ROLES = {"trained": ("fusion", *QC_SINGLE_ROLES),
+                "shape_fitting": ("refinement", "refinement_info", "refinement_history", "selection",
+                                  *QC_SINGLE_ROLES)}
 #: (role, its partner): each present key of the first needs the second (and the reverse)
 PAIRS = (("model", "info"), ("pre_model", "pre_info"), ("regression", "regression_info"),
-         ("shape_model", "shape_header"))
+         ("shape_model", "shape_header"), ("qc_shape_model", "qc_shape_header"),
+         ("qc_reference_mask", "qc_reference_landmarks"))
 #: roles every fold of a kind needs at least one key of
 REQUIRED = {"trained": ("model",), "shape_fitting": ("pre_model", "regression", "shape_model")}
 #: packages whose versions the card records
@@ -159,11 +165,9 @@ def best_val_dice(history: Path) -> float | None:
 
 def package_versions() -> dict[str, str | None]:
     """Versions of :data:`PACKAGES` (None where not installed) and of python."""
-    versions: dict[str, str | None] = dict.fromkeys(PACKAGES)
-    for name in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions | {"python": platform.python_version()}
+    def version(name: str) -> str | None:
+        return next((d.version for d in metadata.distributions(name=name)), None)
+    return {name: version(name) for name in PACKAGES} | {"python": platform.python_version()}
 
 
 def _temporary_sibling(path: Path) -> Path:

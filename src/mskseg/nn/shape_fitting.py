@@ -107,6 +107,7 @@ class FitResult:
     labels: np.ndarray
     landmarks: dict[str, np.ndarray]
     seconds: dict[str, float]
+    scores: np.ndarray | None = None
 
 
 class _Clock:
@@ -130,8 +131,10 @@ def _class_index(values: Sequence[int], label_values: Sequence[int]) -> list[int
 
 
 def fit_volume(models: FittingModels, image: Volume, spec: ShapeFittingSpec, label_values: Sequence[int], *,
-               precision: str = "fp32") -> FitResult:
-    """The method on one preprocessed image (module docstring)."""
+               precision: str = "fp32", keep_scores: bool = False) -> FitResult:
+    """The method on one preprocessed image (module docstring). ``keep_scores``: also return the class
+    probabilities ``(K, X, Y, Z)`` the label map is the argmax of (host, float32): the 2D ones, and where
+    patches cover, the mean of 2D and 3D (with ensembling) or the 3D ones (e.g. to average several folds)."""
     device = models.device
     clock = _Clock(device)
     x = torch.as_tensor(np.asarray(image.array, dtype=np.float32)).to(device)
@@ -190,12 +193,16 @@ def fit_volume(models: FittingModels, image: Volume, spec: ShapeFittingSpec, lab
             local_probs = torch.where(coverage > 0, merged, inside)
             scores = inside + local_probs if spec.ensemble else local_probs
             classes[region] = channel_argmax(scores)
+            if keep_scores:
+                with torch.inference_mode():  # probs2d is an inference tensor
+                    probs2d[(slice(None), *region)] = scores / 2 if spec.ensemble else scores
     labelled = lookup[classes.long()]
     clock.step("ensemble")
     labels = labelled.cpu().numpy()
     landmarks = {b: p.cpu().numpy() for b, p in points.items()}
     clock.step("to_host")
-    return FitResult(labels=labels, landmarks=landmarks, seconds=clock.seconds)
+    return FitResult(labels=labels, landmarks=landmarks, seconds=clock.seconds,
+                     scores=probs2d.cpu().numpy() if keep_scores else None)
 
 
 def landmark_table(landmarks: Mapping[str, np.ndarray]) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from mskseg.workflow.plan import Plan
 from mskseg.workflow.predictions import PredictionInputs
 from mskseg.workflow.preprocess import PreprocessInputs, SplitInputs
 from mskseg.workflow.qc import QCInputs
+from mskseg.workflow.segment import SegmentInputs
 from mskseg.workflow.segmentation import SegmentationInputs
 from mskseg.workflow.shape import ShapeInputs
 from mskseg.workflow.shape_fitting import ShapeFittingInputs
@@ -42,6 +43,7 @@ class Workflow:
     shape: ShapeInputs
     segmentation: SegmentationInputs
     shape_fitting: ShapeFittingInputs
+    segment: SegmentInputs
     predictions: PredictionInputs
     evaluation: EvaluationInputs
     targets: Targets
@@ -54,7 +56,7 @@ class Workflow:
         return cls(plan=plan, tables=tables, data=DataInputs(plan), qc=QCInputs(plan),
                    batches=BatchInputs(plan, tables), preprocess=PreprocessInputs(plan), splits=SplitInputs(plan),
                    shape=ShapeInputs(plan, tables), segmentation=SegmentationInputs(plan, tables),
-                   shape_fitting=ShapeFittingInputs(plan, tables),
+                   shape_fitting=ShapeFittingInputs(plan, tables), segment=SegmentInputs(plan, tables),
                    predictions=PredictionInputs(plan, tables), evaluation=EvaluationInputs(plan),
                    targets=Targets(plan, tables))
 

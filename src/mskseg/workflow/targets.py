@@ -36,12 +36,12 @@ class Targets:
 
     def splits(self, wildcards: Any = None) -> list[str]:
         """Every dataset's splits."""
-        return [entity_path("splits", d, "splits.tsv") for d in self.plan.datasets]
+        return [entity_path("splits", d, "splits.tsv") for d in self.plan.training]
 
     def preprocess(self, wildcards: Any = None) -> list[str]:
         """Every passed subject's preprocessed image, mask and record, and each dataset's table."""
         targets = []
-        for d in self.plan.datasets:
+        for d in self.plan.training:
             targets += [entity_path("preprocess", d, kind, subject=s) for s in self.checkpoints.passed(d)
                         for kind in ("image.nii.gz", "mask.nii.gz", "preprocess.json")]
             targets.append(entity_path("preprocess", d, "preprocess.tsv"))
@@ -98,6 +98,25 @@ class Targets:
                 targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
                             for m in plan.config["evaluation"]["training_size_metrics"]]
         return targets
+
+
+    def segment(self, wildcards: Any = None) -> list[str]:
+        """Every scan to segment that passed QC: its segmentation, overlay and meshes; each dataset's QC table."""
+        targets = []
+        for d, plan in self.plan.segmenting.items():
+            model = plan.segment["model"]
+            if "dataset" in model:  # the model's subjects and folds are asked here, so that Snakemake resolves
+                self.checkpoints.passed(model["dataset"])  # every checkpoint a scan's inputs need in one pass
+                self.checkpoints.folds(model["dataset"])
+            targets += [entity_path("segment", d, kind, subject=s) for s in self.checkpoints.passed(d, labelled=False)
+                        for kind in ("dseg.nii.gz", "overlay.png")]
+            targets.append(entity_path("segment", d, "qc.tsv"))
+        return targets
+
+    def export_models(self, wildcards: Any = None) -> list[str]:
+        """A bundle of every scored trained and shape-fitting method of every training dataset."""
+        return [entity_path("bundles", d, "bundle.tar.gz", method=m) for d, plan in self.plan.training.items()
+                for m in plan.evaluated if m in plan.trained or m in plan.fitted]
 
 
 __all__ = ["Targets"]
