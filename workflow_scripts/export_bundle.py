@@ -5,7 +5,7 @@ from typing import Any
 
 import _bootstrap  # noqa: F401
 
-from mskseg.nn.bundle import export_method
+from mskseg.nn.export import export_method
 from mskseg.workflow.logs import setup_logging
 
 

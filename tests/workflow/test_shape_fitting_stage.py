@@ -138,3 +138,95 @@ def test_a_landmark_count_reruns_the_refinement_not_the_regression(run: Path, tm
         assert "train_shape_regression" not in planned and "train_model" not in planned
     finally:
         write_config(run, _config(manifest, split, {"femur": 12, "tibia": 5}))
+
+
+# ---- segmenting new scans with the fold models, and with their exported bundle in a second run ---------------
+def _scans(root: Path) -> Path:
+    """Two new knee scans without labels: a DICOM series (int16) and a NIfTI with oblique direction cosines."""
+    from mskseg.io.volumes import write_dicom_series
+    from mskseg.synthetic.regrid import oblique_copy
+
+    first = generate_subject("knee", 0, seed=9, shape=(32, 56, 56), spacing=(3.2, 2.5, 2.5))
+    write_dicom_series(first.image.with_array(np.asarray(first.image.array).astype(np.int16)), root / "new_dicom")
+    second = generate_subject("knee", 1, seed=9, shape=(32, 56, 56), spacing=(3.0, 2.4, 2.4))
+    image, _, _ = oblique_copy(second.image, second.mask, degrees=6.0, shift_mm=(5.0, -4.0, 9.0))
+    write_volume(image, root / "new_oblique.nii.gz")
+    manifest = root / "scans.csv"
+    pd.DataFrame({"subject": ["n1", "n2"], "image": ["new_dicom", "new_oblique.nii.gz"]}).to_csv(manifest, index=False)
+    return manifest
+
+
+def _scan_datasets(scans: Path, model: dict) -> dict:
+    return {"scans": {"modality": "mri", "labels": LABELS, "source": {"manifest": {"path": str(scans)}},
+                      "segment": {"model": model, "meshes": "stl"}},
+            "phantoms": {"modality": "mri", "labels": LABELS, "segment": {"model": model, "meshes": "none"},
+                         "source": {"synthetic": {"kind": "knee", "n_subjects": 1, "seed": 8, "unlabelled": True,
+                                                  "shape": [32, 56, 56], "spacing": [3.0, 2.4, 2.4],
+                                                  "oblique_deg": 5, "origin_shift_mm": [10, -6, 4]}}}}
+
+
+@pytest.fixture(scope="module")
+def segmented(run: Path) -> Path:
+    scans = _scans(run)
+    config = _config(run / "manifest.csv", run / "split.tsv", {"femur": 12, "tibia": 5})
+    config["datasets"] |= _scan_datasets(scans, {"dataset": "knee", "method": "fit"})
+    write_config(run, config)
+    result = snakemake("--cores", "2", "segment", "export_models", cwd=run)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return run
+
+
+def test_new_scans_come_back_on_their_own_grid_with_overlay_meshes_and_qc(segmented: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    from mskseg.io.meshes import read_stl
+
+    out = segmented / "results/segment/scans"
+    for sid, source in (("n1", segmented / "new_dicom"), ("n2", segmented / "new_oblique.nii.gz")):
+        scan, dseg = read_volume(source), read_volume(out / f"sub-{sid}_dseg.nii.gz")
+        assert dseg.geometry_mismatches(scan) == [] and dseg.shape == scan.shape  # the scan's exact header
+        values, counts = np.unique(dseg.array, return_counts=True)
+        assert set(values) <= {0, *LABELS.values()} and len(values) > 1  # (the tiny test models are rough)
+        assert (out / f"sub-{sid}_overlay.png").stat().st_size > 5000
+        labels = read_table(out / f"sub-{sid}_dseg.tsv")
+        assert labels["name"].tolist() == ["background", *LABELS] and labels["index"].tolist() == [0, 1, 2, 3, 4]
+        value = int(values[1:][np.argmax(counts[1:])])  # the largest structure's mesh lies on it, in the world
+        name = next(n for n, v in LABELS.items() if v == value)
+        mesh, _ = read_stl(out / f"sub-{sid}_meshes" / f"sub-{sid}_{name}.stl")
+        world = np.asarray(dseg.index_to_world(np.argwhere(np.asarray(dseg.array) == value)))
+        distance, _ = cKDTree(world).query(mesh.vertices)  # every vertex beside a voxel of it, in world mm
+        assert distance.max() <= np.linalg.norm(dseg.spacing)
+    table = read_table(out / "qc.tsv")
+    assert sorted(table["subject"]) == ["n1", "n2"] and {"flagged", "reasons", "femur.volume_z"} <= set(table)
+
+
+def test_an_oblique_phantom_scores_in_its_own_space_as_on_the_preprocessed_grid(segmented: Path) -> None:
+    record = json.loads((segmented / "results/segment/phantoms/sub-knee000_qc.json").read_text(encoding="utf-8"))
+    for name in LABELS:
+        assert record[f"{name}.dice"] >= record[f"{name}.dice_preprocessed"] - 0.02, name
+
+
+def test_an_exported_bundle_segments_the_same_scans_alike_in_a_second_run(segmented: Path, tmp_path: Path) -> None:
+    from mskseg.nn.bundle import load_bundle
+
+    bundle = segmented / "results/bundles/knee/method-fit_bundle.tar.gz"
+    loaded = load_bundle(bundle, extract_to=tmp_path / "extracted")
+    assert loaded.kind == "shape_fitting" and loaded.labels == LABELS and list(loaded.folds) == ["0"]
+    assert "qc_shape_model/femur" in loaded.folds["0"].files and "volumes" in loaded.folds["0"].files
+    second = tmp_path / "second"
+    second.mkdir()
+    write_config(second, {"datasets": {"scans": _scan_datasets(segmented / "scans.csv",
+                                                              {"bundle": str(bundle)})["scans"]}})
+    result = snakemake("--cores", "2", "segment", cwd=second)
+    assert result.returncode == 0, result.stderr[-5000:]
+    for sid in ("n1", "n2"):
+        first = read_volume(segmented / f"results/segment/scans/sub-{sid}_dseg.nii.gz")
+        again = read_volume(second / f"results/segment/scans/sub-{sid}_dseg.nii.gz")
+        assert np.array_equal(first.array, again.array) and again.geometry_mismatches(first) == []
+    # a dataset whose labels differ from the bundle's is refused, naming the label
+    wrong = _scan_datasets(segmented / "scans.csv", {"bundle": str(bundle)})["scans"]
+    wrong["labels"] = {**LABELS, "tibia": 5}
+    write_config(second, {"datasets": {"other": wrong}})
+    result = snakemake("--cores", "1", "segment", cwd=second)
+    log = "".join(p.read_text(encoding="utf-8") for p in (second / "logs/segment/other").glob("*.log"))
+    assert result.returncode != 0 and "tibia" in log and "label" in log.lower()

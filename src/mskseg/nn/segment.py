@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from mskseg.io.atomic import atomic_path
+from mskseg.io.locks import folder_lock
 from mskseg.io.meshes import structure_meshes, write_stl, write_vtk
 from mskseg.io.tables import read_json, write_json, write_table
 from mskseg.io.volumes import read_volume, write_volume
@@ -74,7 +75,19 @@ class SegmentModel:
 
     @property
     def labels(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self.card["labels"].items()}
+        """Structure -> label value, in label-value order."""
+        return dict(sorted(((str(k), int(v)) for k, v in self.card["labels"].items()), key=lambda kv: kv[1]))
+
+    @property
+    def channel_values(self) -> list[int]:
+        """The label value of each foreground channel of the networks' probabilities, as their training stored
+        it (the first model description found; the card's label order, which the workflow writes alike, else)."""
+        for role in ("info", "pre_info"):
+            for files in self.folds.values():
+                info = next((Path(p) for r, p in files.items() if r.startswith(f"{role}/")), None)
+                if info is not None:
+                    return [int(v) for v in read_json(info)["label_values"]]
+        return [int(v) for v in self.card["labels"].values()]
 
     def first(self, role: str) -> Path | None:
         """The file of ``role`` of the first fold that has one (the QC's files are the same in every fold)."""
@@ -85,7 +98,8 @@ def model_from_bundle(path: PathLike, *, labels: Mapping[str, int], preprocess: 
                       extract_to: PathLike | None = None) -> SegmentModel:
     """A bundle's model, its checksums verified and its labels and preprocessing checked against the dataset's
     (:func:`mskseg.nn.bundle.check_compatible`: a mismatch raises naming ``where`` and what differs)."""
-    bundle = load_bundle(Path(path), extract_to=Path(extract_to) if extract_to else None)
+    with folder_lock(Path(f"{path}.lock")):  # scans segmented in parallel extract an archive once
+        bundle = load_bundle(Path(path), extract_to=Path(extract_to) if extract_to else None)
     check_compatible(bundle, labels=labels, preprocess=preprocess, where=where)
     card = {"method": bundle.method, "kind": bundle.kind, "labels": bundle.labels, "preprocess": bundle.preprocess,
             "method_config": bundle.method_config}
@@ -108,7 +122,7 @@ def _shape_spec(model: SegmentModel) -> ShapeFittingSpec:
 def fold_probabilities(model: SegmentModel, files: Mapping[str, Path], image: Volume, *, device: torch.device,
                        precision: str) -> np.ndarray:
     """One fold's class probabilities ``(K, X, Y, Z)`` (float32, background first) on a preprocessed image."""
-    values = list(model.labels.values())
+    values = model.channel_values
     if model.card["kind"] == "trained":
         models, infos = _keyed(files, "model"), _keyed(files, "info")
         trained = [load_trained(models[v], infos[v], device) for v in sorted(models)]
@@ -123,6 +137,7 @@ def fold_probabilities(model: SegmentModel, files: Mapping[str, Path], image: Vo
     fitted = load_fitting_models(
         presegmentation=(pre_models[view], pre_infos[view]),
         regressions=[(regressions[p], infos[p]) for p in spec.parts], shape_models=_keyed(files, "shape_model"),
+        shape_headers=_keyed(files, "shape_header"),
         refinement=(files["refinement"], files["refinement_info"]) if "refinement" in files else None,
         selection=files.get("selection"), device=device)
     result = fit_volume(fitted, image, spec, values, precision=precision, keep_scores=True)
@@ -159,13 +174,14 @@ def _preprocessing(model: SegmentModel) -> PreprocessSettings:
 def _shape_checks(dseg: Volume, model: SegmentModel, logger: logging.Logger) -> dict[str, dict[str, Any]]:
     results = {}
     for bone, info in (model.card["method_config"].get("bones") or {}).items():
-        needed = [model.first(f"qc_{role}/{bone}") for role in ("shape_model", "reference_mask",
+        needed = [model.first(f"qc_{role}/{bone}") for role in ("shape_model", "shape_header", "reference_mask",
                                                                 "reference_landmarks")]
         if any(p is None for p in needed):
             continue
-        shape_model, reference_mask, landmarks = needed
+        shape_model, header, reference_mask, landmarks = needed
         result = shape_plausibility(dseg, model.labels[info["structure"]], reference_mask=read_volume(reference_mask),
-                                    reference_landmarks=read_points(landmarks), model=load_shape_model(shape_model),
+                                    reference_landmarks=read_points(landmarks),
+                                    model=load_shape_model(shape_model, header),
                                     registration_settings=info["registration"], mirrored=bool(info["mirrored"]),
                                     name=info["structure"])
         logger.info("%s shape: %s", info["structure"], {k: v for k, v in result.items() if k != "reason"})
@@ -197,7 +213,7 @@ def segment_scan(subject: str, image: PathLike, model: SegmentModel, *, outputs:
                                   precision=precision)
         probs = fold if probs is None else probs + fold
     assert probs is not None
-    values = list(model.labels.values())
+    values = model.channel_values
     post = model.card["method_config"].get("postprocess")
     settings = PostprocessSettings.from_dict(post) if post else None
     on_grid = prepared.with_array(_labels(probs, values, prepared.spacing, settings, logger))
@@ -206,7 +222,8 @@ def segment_scan(subject: str, image: PathLike, model: SegmentModel, *, outputs:
     back = np.stack([np.asarray(restore_to_original(prepared.with_array(p), scan, "linear").array) for p in probs])
     dseg = scan.with_array(_labels(back, values, scan.spacing, settings, logger))
     write_volume(dseg, outputs["dseg"])
-    write_table(pd.DataFrame({"index": [0, *values], "name": ["background", *model.labels]}), outputs["labels"])
+    write_table(pd.DataFrame({"index": [0, *model.labels.values()], "name": ["background", *model.labels]}),
+                outputs["labels"])
     seconds = time.perf_counter() - start
     _views(subject, scan, dseg, model, outputs, overlays=overlays, meshes=meshes)
     row = _qc_row(subject, dseg, model, qc, logger)

@@ -72,12 +72,14 @@ class FittingModels:
 
 
 def load_regression(weights: PathLike, info_path: PathLike, shape_models: Mapping[str, PathLike],
-                    device: torch.device) -> tuple[ShapeRegressionNet, RegressionInfo]:
+                    device: torch.device, shape_headers: Mapping[str, PathLike] | None = None
+                    ) -> tuple[ShapeRegressionNet, RegressionInfo]:
     """A trained shape regression network (eval mode, on ``device``) rebuilt from its description and the
-    fold's shape models (``bone -> model.npz``)."""
+    fold's shape models (``bone -> model.npz``; their ``.json`` headers beside them, or ``shape_headers``)."""
     info = RegressionInfo.read(info_path)
     settings = ShapeRegressionSettings.from_dict(info.settings)
-    models = [load_shape_model(shape_models[bone]) for bone in info.bones]
+    headers = shape_headers or {}
+    models = [load_shape_model(shape_models[bone], headers.get(bone)) for bone in info.bones]
     net = build_shape_regression(models, settings, rotation=np.asarray(info.rotation),
                                  half_extent_mm=np.asarray(info.half_extent_mm))
     load_weights(net, weights)
@@ -86,7 +88,8 @@ def load_regression(weights: PathLike, info_path: PathLike, shape_models: Mappin
 
 def load_fitting_models(*, presegmentation: tuple[PathLike, PathLike], regressions: Sequence[tuple[PathLike, PathLike]],
                         shape_models: Mapping[str, PathLike], refinement: tuple[PathLike, PathLike] | None,
-                        selection: PathLike | None, device: torch.device) -> FittingModels:
+                        selection: PathLike | None, device: torch.device,
+                        shape_headers: Mapping[str, PathLike] | None = None) -> FittingModels:
     """Every part of a fold's method from its files (weights, description pairs; the selection table of
     :func:`mskseg.nn.shape_fitting_train.select_landmarks`, columns ``bone``, ``index``)."""
     chosen: dict[str, np.ndarray] = {}
@@ -94,7 +97,8 @@ def load_fitting_models(*, presegmentation: tuple[PathLike, PathLike], regressio
         table = pd.read_csv(selection, sep="\t")
         chosen = {str(b): part["index"].to_numpy(dtype=np.int64) for b, part in table.groupby("bone", sort=False)}
     return FittingModels(presegmentation=load_trained(*presegmentation, device),
-                         regressions=[load_regression(w, i, shape_models, device) for w, i in regressions],
+                         regressions=[load_regression(w, i, shape_models, device, shape_headers)
+                                      for w, i in regressions],
                          refinement=load_trained(*refinement, device) if refinement else None,
                          selection=chosen, device=device)
 
