@@ -80,3 +80,22 @@ def test_images_labels_layout_and_errors(tmp_path: Path) -> None:
 def _empty(tmp_path: Path) -> Path:
     (tmp_path / "empty").mkdir()
     return tmp_path / "empty"
+
+
+def test_images_layout_lists_files_and_dicom_series_without_labels(tmp_path: Path) -> None:
+    from mskseg.io.volumes import write_dicom_series
+
+    image, _ = sphere_pair()
+    write_volume(image, tmp_path / "scan-a.nii.gz")
+    write_volume(image, tmp_path / "scanb.mha")
+    write_dicom_series(image.with_array(image.array.astype("int16")), tmp_path / "scanc")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a series", encoding="utf-8")
+    (tmp_path / "list.csv").write_text("x", encoding="utf-8")
+    frame = scan_layout("images", tmp_path)
+    assert frame["subject"].tolist() == ["scan-a", "scanb", "scanc"]
+    assert (frame["label"] == "").all() and frame["image"].iloc[2].endswith("scanc")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ManifestError, match="no image files or DICOM series"):
+        scan_layout("images", empty)

@@ -83,11 +83,35 @@ def scan_nifti_pairs(root: Path) -> pd.DataFrame:
     return normalise_manifest(pd.DataFrame(rows), None, f"{root} (layout images-labels)")
 
 
+def _is_series(folder: Path) -> bool:
+    """A folder of DICOM slices: files ending ``.dcm`` or (as many scanners write them) without an ending."""
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    return bool(files) and all(f.suffix.lower() in (".dcm", ".ima", "") for f in files)
+
+
+def scan_images(root: Path) -> pd.DataFrame:
+    """A plain folder of scans without labels (new scans to segment): every image file in ``root`` (any supported
+    ending; the subject is its name without the ending) and every subfolder holding a DICOM series (the subject
+    is the folder's name). Names that are no valid subject id are refused by the manifest check, naming them."""
+    rows = []
+    for item in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        ending = next((e for e in IMAGE_ENDINGS if item.is_file() and item.name.endswith(e)), None)
+        if ending is not None:
+            rows.append({"subject": item.name[: -len(ending)], "image": str(item), "label": ""})
+        elif item.is_dir() and _is_series(item):
+            rows.append({"subject": item.name, "image": str(item), "label": ""})
+    if not rows:
+        raise ManifestError(f"{root}: no image files or DICOM series folders found (layout images)")
+    return normalise_manifest(pd.DataFrame(rows), None, f"{root} (layout images)")
+
+
 LAYOUTS: dict[str, Layout] = {
     "oai-zib": Layout("oai-zib", "OAI-ZIB knee MRI: <id>.segmentation_masks.mhd beside <id> images",
                       "from_image", scan_oai_zib),
     "images-labels": Layout("images-labels", "images/<id>.<ext> and labels/<id>.<ext>", "check",
                             scan_nifti_pairs),
+    "images": Layout("images", "a folder of scans without labels: <id>.<ext> files and DICOM series folders <id>/",
+                     "check", scan_images),
 }
 
 
