@@ -1,10 +1,10 @@
 """PyTorch part of mskseg: the only subpackage that imports torch.
 
-Five modules import no torch, so the workflow can read them while it builds the DAG:
+Six modules import no torch, so the workflow can read them while it builds the DAG:
 :mod:`mskseg.nn.settings` (a trained method's typed settings), :mod:`mskseg.nn.method` (the method,
 parsed from its config entry), :mod:`mskseg.nn.shape_settings` and :mod:`mskseg.nn.shape_method` (the
-knee paper's shape fitting, ``kind: shape_fitting``) and :mod:`mskseg.nn.weightmap` (the hip paper's
-distance weight map).
+knee paper's shape fitting, ``kind: shape_fitting``), :mod:`mskseg.nn.spar_settings` (SPAR's settings) and
+:mod:`mskseg.nn.weightmap` (the hip paper's distance weight map).
 The rest, by job:
 
 * networks and their weights -- :mod:`~mskseg.nn.models`, :mod:`~mskseg.nn.weights`;
@@ -18,7 +18,9 @@ The rest, by job:
   :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`;
 * the knee paper's method -- :mod:`~mskseg.nn.shape_crop`, :mod:`~mskseg.nn.shape_regression`,
   :mod:`~mskseg.nn.shape_fitting_train` (a fold's trainings), :mod:`~mskseg.nn.shape_fitting` (one volume,
-  timed per step), :mod:`~mskseg.nn.on_device` (its steps on tensors that stay on the device).
+  timed per step), :mod:`~mskseg.nn.on_device` (its steps on tensors that stay on the device);
+* new scans and bundles -- :mod:`~mskseg.nn.segment`, :mod:`~mskseg.nn.bundle`, :mod:`~mskseg.nn.export`;
+* SPAR -- :mod:`~mskseg.nn.models.spar` (auto-encoder, discriminators), :mod:`~mskseg.nn.spar` (the steps).
 
 Nothing is imported here, so ``import mskseg.nn`` stays cheap; import the submodules.
 """
