@@ -154,3 +154,17 @@ def test_a_truncated_image_fails_qc(tmp_path: Path, pair) -> None:
     records, image_read, _ = check_subject("s1", tmp_path / "img.nii.gz", tmp_path / "msk.nii.gz",
                                            QCSettings(labels=LABELS))
     assert image_read is None and records[0].status == "fail" and "truncated" in records[0].detail
+
+
+def test_an_image_without_label_is_checked_and_its_orientation_recorded(tmp_path) -> None:
+    from mskseg.io import write_volume
+    from mskseg.synthetic import generate_subject
+    from mskseg.synthetic.regrid import oblique_copy
+
+    subject = generate_subject("knee", 0, seed=1, shape=(24, 40, 40), spacing=(4.0, 3.0, 3.0), n_landmarks=10)
+    image, _, _ = oblique_copy(subject.image, subject.mask, degrees=5.0)
+    write_volume(image, tmp_path / "scan.nii.gz")
+    records, read, mask = check_subject("s", tmp_path / "scan.nii.gz", None, QCSettings(labels={"femur": 1}))
+    by_check = {r.check: r for r in records}
+    assert by_check["image_read"].status == "pass" and "(oblique)" in by_check["image_read"].detail
+    assert by_check["label_read"].status == "skipped" and read is not None and mask is None

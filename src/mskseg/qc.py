@@ -108,6 +108,14 @@ class _Checks:
                 self.add(check, "skipped", why)
 
 
+def _orientation(image: Volume) -> str:
+    """The image's orientation code, and whether its direction cosines are oblique (recorded, not judged)."""
+    from mskseg.preprocess.orient import orientation_code
+
+    oblique = bool(np.any(np.abs(np.asarray(image.direction)).max(axis=0) < 1 - 1e-6))
+    return f"orientation {orientation_code(image)}{' (oblique)' if oblique else ''}"
+
+
 def _run_checks(run: _Checks, image_path: str | Path, label_path: str | Path | None,
                 settings: QCSettings) -> tuple[Volume | None, Volume | None]:
     try:
@@ -116,7 +124,7 @@ def _run_checks(run: _Checks, image_path: str | Path, label_path: str | Path | N
         run.add("image_read", "fail", str(err))
         run.skip_rest("image_read", "image unreadable")
         return None, None
-    run.add("image_read", "pass", f"{image.shape} {image.array.dtype}")
+    run.add("image_read", "pass", f"{image.shape} {image.array.dtype}, {_orientation(image)}")
     run.start("image_spacing")
     run.add("image_spacing", *_check_spacing(image, settings.spacing_range_mm))
     run.start("image_intensity")
