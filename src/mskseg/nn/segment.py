@@ -161,10 +161,9 @@ def volume_reference_file(masks: list[PathLike], images: list[PathLike], labels:
 
 def _preprocessing(model: SegmentModel) -> PreprocessSettings:
     pre = dict(model.card["preprocess"])
-    if pre.get("spacing") is None:
-        volumes = model.first("volumes")
-        spacing = read_json(volumes).get("spacing_mm") if volumes else None
-        pre["spacing"] = tuple(spacing) if spacing else None
+    volumes = model.first("volumes")
+    if pre.get("spacing") is None and volumes is not None:
+        pre["spacing"] = read_json(volumes).get("spacing_mm")
     pre["crop_labels"] = ()  # a crop needs a mask; normalisation does not depend on it (it comes first)
     pre["spacing"] = tuple(pre["spacing"]) if pre.get("spacing") else None
     pre["clip_percentiles"] = tuple(pre.get("clip_percentiles", (0.5, 99.5)))

@@ -10,6 +10,7 @@ errors) and ``to_dict``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -66,6 +67,26 @@ class _Settings:
 def _positive_int(where: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value or value < 1:
         raise ValueError(f"{where} must be a positive whole number, got {value!r}")
+    return int(value)
+
+
+def _bounded_real(where: str, value: Any, *, low: float, inclusive: bool) -> float:
+    """``value`` as a finite float ``>= low`` (``> low`` unless ``inclusive``); numeric strings too (YAML reads
+    ``1e-4`` as text). The ValueError names ``where``."""
+    number = value
+    if isinstance(number, str):
+        with contextlib.suppress(ValueError):
+            number = float(number.strip())
+    if isinstance(number, bool) or not isinstance(number, numbers.Real) or not math.isfinite(number) or (
+            number < low if inclusive else number <= low):
+        raise ValueError(f"{where} must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")
+    return float(number)
+
+
+def _whole(where: str, value: Any) -> int:
+    """``value`` as a whole number (e.g. a seed; any sign); the ValueError names ``where``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+        raise ValueError(f"{where} must be a whole number, got {value!r}")
     return int(value)
 
 

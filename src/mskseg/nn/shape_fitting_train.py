@@ -46,12 +46,13 @@ from mskseg.nn.shape_crop import crop_geometry, mask_bbox, resample_crop
 from mskseg.nn.shape_method import ShapeFittingSpec
 from mskseg.nn.shape_regression import LandmarkDataset, build_shape_regression, fit_shape_regression, landmark_sample
 from mskseg.nn.validation import dice_and_nll
-from mskseg.preprocess.patches import extract_patches, patch_layout
+from mskseg.preprocess.patches import centre_voxels, extract_patches, patch_layout
 from mskseg.shape.model import ShapeModel
 from mskseg.volume import Volume
 
-__all__ = ["RegressionInfo", "read_points", "regression_crops", "select_landmarks", "train_refinement",
-           "train_regression"]
+__all__ = ["RegressionInfo", "landmark_centres", "landmark_region", "patch_validator", "read_points",
+           "refinement_export", "refinement_fold", "regression_crops", "regression_fold", "select_landmarks",
+           "train_refinement", "train_regression"]
 
 PathLike = str | os.PathLike
 
@@ -177,17 +178,21 @@ def train_regression(spec: ShapeFittingSpec, part: str, bones: Sequence[str], mo
     return net, result, info
 
 
-def select_landmarks(mean_mm: np.ndarray, votes: np.ndarray, k: int, *, min_fraction: float) -> Selection:
-    """The ``k`` refinement landmarks of one bone (module docstring): indices into the model's points.
-
-    ``votes``: boolean ``(subjects, n)``, each training subject's landmarks near the region
-    (:func:`~mskseg.landmarks.selection.near_structure`).
-    """
+def landmark_region(votes: np.ndarray, *, min_fraction: float) -> np.ndarray:
+    """Boolean ``(n,)``: the landmarks near the refinement region in at least ``min_fraction`` of the training
+    subjects (``votes``: boolean ``(subjects, n)``, :func:`~mskseg.landmarks.selection.near_structure` each);
+    ValueError when there is none."""
     region = region_vote(np.asarray(votes, dtype=bool), min_fraction=min_fraction)
     if not region.any():
         raise ValueError(f"no landmark lies near the refinement region in {min_fraction:.0%} of the training "
                          "subjects: raise landmarks.within_mm or check landmarks.region")
-    return select_spread(mean_mm, k, region=region)
+    return region
+
+
+def select_landmarks(mean_mm: np.ndarray, votes: np.ndarray, k: int, *, min_fraction: float) -> Selection:
+    """The ``k`` refinement landmarks of one bone (module docstring): indices into the model's points, spread
+    over the model mean within :func:`landmark_region`."""
+    return select_spread(mean_mm, k, region=landmark_region(votes, min_fraction=min_fraction))
 
 
 def patch_validator(info: ModelInfo, cases: Sequence[Case], centres: Sequence[np.ndarray], *,
@@ -218,8 +223,6 @@ def patch_validator(info: ModelInfo, cases: Sequence[Case], centres: Sequence[np
 
 def landmark_centres(points_mm: Sequence[np.ndarray], volume: Volume) -> np.ndarray:
     """Nearest voxel indices ``(n, 3)`` of the points of every bone (concatenated), in ``volume``."""
-    from mskseg.preprocess.patches import centre_voxels
-
     return centre_voxels(np.concatenate([np.asarray(p, dtype=float) for p in points_mm]), volume)
 
 
@@ -326,15 +329,14 @@ def refinement_export(spec: ShapeFittingSpec, labels: Mapping[str, int], bones: 
             geometry[role].append(Volume(np.zeros((1, 1, 1), np.uint8), mask.spacing, mask.origin, mask.direction))
     rows, chosen = [], []
     for k, bone in enumerate(names):
-        picked = select_landmarks(models[k].mean, np.stack(votes[k]), spec.landmarks.counts[bone],
-                                  min_fraction=spec.landmarks.min_fraction)
+        region = landmark_region(np.stack(votes[k]), min_fraction=spec.landmarks.min_fraction)
+        picked = select_spread(models[k].mean, spec.landmarks.counts[bone], region=region)
         chosen.append(picked.indices)
         mean = models[k].mean[picked.indices]
         rows.append(pd.DataFrame({"bone": bone, "index": picked.indices, "x": mean[:, 0], "y": mean[:, 1],
                                   "z": mean[:, 2], "radius_mm": picked.radius_mm, "covering_mm": picked.covering_mm}))
         logger.info("%s: %d refinement landmarks (of %d in the region), NMS radius %.1f mm, covering %.1f mm", bone,
-                    len(picked.indices), int(region_vote(np.stack(votes[k]), min_fraction=spec.landmarks.min_fraction
-                                                         ).sum()), picked.radius_mm, picked.covering_mm)
+                    len(picked.indices), int(region.sum()), picked.radius_mm, picked.covering_mm)
     centres = {role: [landmark_centres([p[idx] for p, idx in zip(subject, chosen, strict=True)], volume)
                       for subject, volume in zip(points[role], geometry[role], strict=True)] for role in points}
     spacing = geometry["train"][0].spacing

@@ -8,14 +8,19 @@ house's length limit. :meth:`ShapeRegressionSettings.train_settings` gives the e
 
 from __future__ import annotations
 
-import contextlib
-import math
-import numbers
 import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mskseg.nn.settings import PRECISIONS, SCHEDULES, TrainSettings, _positive_int, _Settings
+from mskseg.nn.settings import (
+    PRECISIONS,
+    SCHEDULES,
+    TrainSettings,
+    _bounded_real,
+    _positive_int,
+    _Settings,
+    _whole,
+)
 
 __all__ = ["SEPARABLE_FORMS", "ShapeRegressionSettings"]
 
@@ -72,22 +77,12 @@ class ShapeRegressionSettings(_Settings):
         if self.cube_size < _MIN_CUBE:
             raise ValueError(f"{where('cube_size')} must be at least {_MIN_CUBE}, got {self.cube_size}")
         for name, low, inclusive in (("margin_mm", 0.0, True), ("lr", 0.0, False)):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                with contextlib.suppress(ValueError):
-                    value = float(value.strip())
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
-                    value < low if inclusive else value <= low):
-                raise ValueError(f"{where(name)} must be a finite number {'>=' if inclusive else '>'} {low:g}, "
-                                 f"got {getattr(self, name)!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, _bounded_real(where(name), getattr(self, name), low=low,
+                                                         inclusive=inclusive))
         for name in ("isotropic", "scaled_coefficients", "fine_tune_modes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{where(name)} must be true or false, got {getattr(self, name)!r}")
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or int(seed) != seed:
-            raise ValueError(f"{where('seed')} must be a whole number, got {seed!r}")
-        object.__setattr__(self, "seed", int(seed))
+        object.__setattr__(self, "seed", _whole(where("seed"), self.seed))
         for name, allowed in (("separable", SEPARABLE_FORMS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where(name)} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

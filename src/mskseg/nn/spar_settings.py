@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from mskseg.nn.settings import _positive_int, _Settings
+from mskseg.nn.settings import _bounded_real, _positive_int, _Settings, _whole
 
 __all__ = ["REGULARISERS", "SparSettings"]
 
 #: the paper's comparison: plain segmenter, adversarial on masks, shape prior (L2 of codes), SPAR
 REGULARISERS = ("none", "adversarial_mask", "shape_prior", "spar")
-
-
-def _real(where: str, value: Any, *, low: float, inclusive: bool) -> float:
-    """``value`` as a finite float ``>= low`` (``> low``); numeric strings too (YAML reads ``1e-4`` as text)."""
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value.strip())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or (
-            value < low if inclusive else value <= low):
-        raise ValueError(f"{where} must be a finite number {'>=' if inclusive else '>'} {low}, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -62,18 +48,16 @@ class SparSettings(_Settings):
         if self.regulariser not in REGULARISERS:
             raise ValueError(f"{where('regulariser')} must be one of {', '.join(REGULARISERS)}; "
                              f"got {self.regulariser!r}")
-        object.__setattr__(self, "lam", _real(where("lam"), self.lam, low=0.0, inclusive=True))
+        object.__setattr__(self, "lam", _bounded_real(where("lam"), self.lam, low=0.0, inclusive=True))
         for name in ("lr", "discriminator_lr", "autoencoder_lr"):
-            object.__setattr__(self, name, _real(where(name), getattr(self, name), low=0.0, inclusive=False))
+            object.__setattr__(self, name, _bounded_real(where(name), getattr(self, name), low=0.0, inclusive=False))
         for name in ("epochs", "autoencoder_epochs", "batch_size", "autoencoder_base", "autoencoder_depth",
                      "discriminator_layers"):
             object.__setattr__(self, name, _positive_int(where(name), getattr(self, name)))
         if self.latent_channels is not None:
             object.__setattr__(self, "latent_channels",
                                _positive_int(where("latent_channels") + " (or null)", self.latent_channels))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Real) or int(self.seed) != self.seed:
-            raise ValueError(f"{where('seed')} must be a whole number, got {self.seed!r}")
-        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "seed", _whole(where("seed"), self.seed))
         codes = self.latent_channels or self.autoencoder_base * 2**self.autoencoder_depth
         if codes % 2**self.discriminator_layers:
             raise ValueError(f"{where('discriminator_layers')}: {self.discriminator_layers} layer(s) halve the "
