@@ -21,6 +21,7 @@ include: "rules/shape_fitting.smk"
 include: "rules/predictions.smk"
 include: "rules/evaluation.smk"
 include: "rules/segment.smk"
+include: "rules/studies.smk"
 
 
 rule all:
@@ -35,6 +36,7 @@ rule all:
         wf.targets.models,
         wf.targets.tables,
         wf.targets.segment,
+        wf.targets.studies,
 
 
 rule data:
@@ -81,3 +83,13 @@ rule segment:
 rule export_models:
     input:
         wf.targets.export_models,
+
+
+rule hip_transfer:
+    input:
+        wf.targets.hip_transfer,
+
+
+rule spar:
+    input:
+        wf.targets.spar,

@@ -40,7 +40,7 @@ def prepare(folder: Path, n_subjects: int, folds: int, batch_subjects: int = 20)
     write_inputs(folder, n_subjects, folds)
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["batch_subjects"] = batch_subjects
-    config["datasets"]["oai"].update(methods=METHODS, weight_maps={"unet": {"w0": 10, "sigma": 5}},
+    config["datasets"]["oai"].update(methods=METHODS, weight_maps={"unet": {"w0": 10, "sigma_mm": 2.0}},
                                      evaluation={"collision_eps_mm": None})
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     pretend_qc_done(folder, n_subjects)

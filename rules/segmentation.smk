@@ -1,5 +1,6 @@
-# Segmentation: distance weight maps, training (one model per method, fold and view) and three-plane
-# fusion weights. Training is a GPU rule (gpu=1): the code takes CUDA when present and the CPU otherwise.
+# Segmentation: distance weight maps, training (one model per method, fold and view; SPAR's regularised
+# segmenters after their shape auto-encoder) and three-plane fusion weights. Training is a GPU rule (gpu=1):
+# the code takes CUDA when present and the CPU otherwise.
 
 
 rule weight_map:
@@ -67,10 +68,13 @@ rule train_model:
             labels={"dataset": "{dataset}", "method": "{method}", "fold": "{fold}", "view": "{view}"},
         ),
         rounds=model_path("{dataset}", "rounds.csv", method="{method}", fold="{fold}", view="{view}"),
+        round_weights=model_path("{dataset}", "rounds.pt", method="{method}", fold="{fold}", view="{view}"),
     log:
         log_path("models", "{method}/fold-{fold}_view-{view}"),
     benchmark:
         entity_path("benchmarks", "{dataset}", "train.tsv", method="{method}", fold="{fold}", view="{view}")
+    wildcard_constraints:
+        method=wf.plan.trained_pattern(regularised=False),
     priority: 10  # the GPU chain is the long pole: start it as soon as its inputs exist
     conda:
         "../envs/torch.yaml"
@@ -85,6 +89,76 @@ rule train_model:
         workdir=wf.segmentation.work_dir,
     script:
         "../workflow_scripts/train_model.py"
+
+
+rule train_shape_autoencoder:
+    """SPAR's shape auto-encoder on the 2D mask slices of a fold's training subjects (shared by equal settings)."""
+    input:
+        unpack(wf.segmentation.autoencoder_inputs),
+    output:
+        weights=entity_path(
+            "models", "{dataset}", "autoencoder.pt", autoencoder="{aekey}", fold="{fold}", view="{view}"
+        ),
+        info=entity_path("models", "{dataset}", "autoencoder.json", autoencoder="{aekey}", fold="{fold}", view="{view}"),
+        history=entity_path(
+            "models", "{dataset}", "autoencoderhistory.csv", autoencoder="{aekey}", fold="{fold}", view="{view}"
+        ),
+    log:
+        log_path("models", "autoencoder-{aekey}/fold-{fold}_view-{view}"),
+    benchmark:
+        entity_path("benchmarks", "{dataset}", "autoencoder.tsv", autoencoder="{aekey}", fold="{fold}", view="{view}")
+    wildcard_constraints:
+        aekey="[0-9a-f]{10}",
+    priority: 10
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=60,
+        gpu=1,
+    params:
+        settings=wf.segmentation.autoencoder_settings,
+        workdir=wf.segmentation.autoencoder_work_dir,
+    script:
+        "../workflow_scripts/train_shape_autoencoder.py"
+
+
+rule train_regularised:
+    """A fold's segmenter with SPAR or a baseline regulariser (the auto-encoder's codes recorded per epoch)."""
+    input:
+        unpack(wf.segmentation.regularised_inputs),
+    output:
+        model=model_path("{dataset}", "model.pt", method="{method}", fold="{fold}", view="{view}"),
+        info=model_path("{dataset}", "model.json", method="{method}", fold="{fold}", view="{view}"),
+        history=model_path("{dataset}", "history.csv", method="{method}", fold="{fold}", view="{view}"),
+        curve=report(
+            model_path("{dataset}", "curve.png", method="{method}", fold="{fold}", view="{view}"),
+            category="Training",
+            caption="../report/curve.rst",
+            labels={"dataset": "{dataset}", "method": "{method}", "fold": "{fold}", "view": "{view}"},
+        ),
+        latents=model_path("{dataset}", "latents.npz", method="{method}", fold="{fold}", view="{view}"),
+    log:
+        log_path("models", "{method}/fold-{fold}_view-{view}"),
+    benchmark:
+        entity_path("benchmarks", "{dataset}", "train.tsv", method="{method}", fold="{fold}", view="{view}")
+    wildcard_constraints:
+        method=wf.plan.trained_pattern(regularised=True),
+    priority: 10
+    conda:
+        "../envs/torch.yaml"
+    threads: wf.segmentation.threads
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=wf.segmentation.runtime,
+        gpu=1,
+    params:
+        settings=wf.segmentation.method_settings,
+        subjects=wf.segmentation.fold_subjects,
+        workdir=wf.segmentation.work_dir,
+    script:
+        "../workflow_scripts/train_regularised.py"
 
 
 rule fit_fusion:

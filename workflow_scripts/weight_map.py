@@ -14,8 +14,8 @@ def main(*, mask: Path, weight: Path, settings: WeightMapSettings, log: Path | N
     result = weight_map_volume(read_volume(mask), settings)
     write_volume(result, weight)
     s = settings
-    logger.info("%s -> %s: w0 %s, sigma %s %s, erosion %d; weights %.3f..%.3f", mask, weight, s.w0, s.sigma, s.unit,
-                s.erode_radius, float(result.array.min()), float(result.array.max()))
+    logger.info("%s -> %s: w0 %s, sigma %s mm, erosion %s mm; weights %.3f..%.3f", mask, weight, s.w0, s.sigma_mm,
+                s.erode_radius_mm, float(result.array.min()), float(result.array.max()))
 
 
 if __name__ == "__main__":

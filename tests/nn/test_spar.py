@@ -266,24 +266,46 @@ def test_bf16_step_and_errors():
 
 def test_settings_defaults_follow_the_paper_and_round_trip():
     s = SparSettings()
-    assert (s.regulariser, s.lam, s.lr, s.discriminator_lr, s.autoencoder_lr, s.epochs, s.batch_size) == (
-        "spar", 1e-2, 1e-4, 1e-4, 1e-2, 10, 32)
+    assert (s.regulariser, s.lam, s.discriminator_lr, s.autoencoder_lr, s.autoencoder_epochs,
+            s.autoencoder_batch_size, s.codes) == ("spar", 1e-2, 1e-4, 1e-2, 10, 32, 512)
     assert SparSettings.from_dict(s.to_dict()) == s
     assert SparSettings.from_dict({"lam": "1e-3", "regulariser": "shape_prior"}).lam == 1e-3
     with pytest.raises(AttributeError):
         s.lam = 1.0  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(("regulariser", "needs", "adversarial"), [
+    ("none", False, False), ("adversarial_mask", False, True), ("shape_prior", True, False), ("spar", True, True)])
+def test_settings_say_what_the_regulariser_needs(regulariser, needs, adversarial):
+    s = SparSettings(regulariser=regulariser)
+    assert (s.needs_autoencoder, s.adversarial) == (needs, adversarial)
+
+
+def test_autoencoder_key_depends_on_the_autoencoder_settings_only():
+    key = SparSettings().autoencoder_key()
+    assert len(key) == 10 and int(key, 16) >= 0
+    assert key == SparSettings(regulariser="none", lam=0.5, discriminator_lr=1e-3, discriminator_layers=2
+                               ).autoencoder_key()
+    assert key == SparSettings(latent_channels=512).autoencoder_key()  # the default's effective value
+    assert key == "c5e9b33214"  # stable across runs and versions (a changed key retrains shared auto-encoders)
+    for change in ({"autoencoder_lr": 1e-3}, {"autoencoder_epochs": 3}, {"autoencoder_batch_size": 8},
+                   {"autoencoder_base": 32}, {"autoencoder_depth": 2}, {"latent_channels": 64}):
+        assert SparSettings(**change).autoencoder_key() != key, change
+    assert SparSettings().autoencoder_key(seed=0) != key != SparSettings().autoencoder_key(seed=1)
+
+
 @pytest.mark.parametrize(("values", "named"), [
     ({"lambda": 0.1}, "'lambda'"),
+    ({"lr": 1e-4}, "'lr'"),  # the segmenter's lr, epochs, batch size and seed are the method's train block
+    ({"epochs": 10}, "'epochs'"),
+    ({"batch_size": 32}, "'batch_size'"),
+    ({"seed": 0}, "'seed'"),
     ({"regulariser": "tv"}, "'regulariser'"),
     ({"lam": -1}, "'lam'"),
-    ({"lr": 0}, "'lr'"),
     ({"discriminator_lr": "fast"}, "'discriminator_lr'"),
     ({"autoencoder_lr": float("nan")}, "'autoencoder_lr'"),
-    ({"epochs": 0}, "'epochs'"),
-    ({"batch_size": 2.5}, "'batch_size'"),
-    ({"seed": 0.5}, "'seed'"),
+    ({"autoencoder_epochs": 0}, "'autoencoder_epochs'"),
+    ({"autoencoder_batch_size": 2.5}, "'autoencoder_batch_size'"),
     ({"latent_channels": 0}, "'latent_channels'"),
     ({"latent_channels": 12, "discriminator_layers": 3}, "'discriminator_layers'"),
 ])

@@ -57,7 +57,7 @@ def files(tmp_path_factory):
         paths = {k: root / f"s{i}_{k}.nii.gz" for k in out}
         write_volume(image, paths["image"])
         write_volume(mask, paths["mask"])
-        write_volume(weight_map_volume(mask, WeightMapSettings(w0=5, sigma=2)), paths["weight"])
+        write_volume(weight_map_volume(mask, WeightMapSettings(w0=5, sigma_mm=2)), paths["weight"])
         poor = mask.array.copy()
         poor[poor == 2] = 1  # poor labels: cartilage labelled as bone
         write_volume(mask.with_array(poor), paths["poor"])
@@ -150,13 +150,28 @@ def test_pretraining_then_interactive_rounds_log_collisions(files, tmp_path) -> 
                   interactive={"rounds": [1, 2], "collision_eps_mm": 2.0})
     pre, _ = train_view(spec.pretraining(), "sagittal", cases(files, [0, 1, 2], poor=True), [],
                         list(LABELS.values()), tmp_path / "pre")
-    result, _info, rounds = run_training(spec, "sagittal", cases(files, [0, 1], weight=True),
-                                        cases(files, [2], weight=True), LABELS, tmp_path / "fine",
-                                        init_weights=pre.best_weights)
+    result, _info, rounds, weights = run_training(spec, "sagittal", cases(files, [0, 1], weight=True),
+                                                  cases(files, [2], weight=True), LABELS, tmp_path / "fine",
+                                                  init_weights=pre.best_weights)
     assert list(rounds["round"]) == [1, 2] and list(rounds["n_train"]) == [1, 2]
+    # exactly the declared numbers of accurate scans, the first n of the training subjects
+    assert list(rounds["train_subjects"]) == ["s0", "s0 s1"]
     assert list(rounds["predicted"]) == ["s1", "s2"]  # round 1 predicts the subject round 2 adds
     assert (rounds["collisions"] >= 0).all() and rounds["dice"].between(0, 1).all()
     assert (tmp_path / "fine" / "round-2").is_dir() and result.best_weights.parent.name == "round-2"
+    assert [w.parent.name for w in weights] == ["round-1", "round-2"] and weights[-1] == result.best_weights
+    # the rounds before the last are kept in one file, round by round, bit for bit
+    from mskseg.nn.transfer import read_round_weights, write_round_weights
+    from mskseg.nn.weights import read_state_dict
+
+    write_round_weights(weights, tmp_path / "rounds.pt")
+    kept = read_round_weights(tmp_path / "rounds.pt")
+    first = read_state_dict(weights[0])
+    assert list(kept) == [1] and all(torch.equal(kept[1][k], v) for k, v in first.items())
+    write_round_weights(weights, tmp_path / "again.pt")
+    assert (tmp_path / "rounds.pt").read_bytes() == (tmp_path / "again.pt").read_bytes()
+    write_round_weights(weights[-1:], tmp_path / "one.pt")
+    assert read_round_weights(tmp_path / "one.pt") == {}
 
 
 def test_train_fold_trains_from_a_cache_as_from_memory_and_deletes_it(files, tmp_path, caplog) -> None:
@@ -305,3 +320,42 @@ def test_probabilities_are_kept_quantised(tmp_path) -> None:
     with pytest.raises(ValueError, match="3 classes for 1 labels"):
         write_probabilities(probs, grid, [3], tmp_path / "p3.npz")
     assert not (tmp_path / "p2.npz").exists() and not (tmp_path / "p3.npz").exists()
+
+
+def test_every_round_before_the_last_is_scored_on_the_test_subjects(files, tmp_path) -> None:
+    """train_fold exports round 1's weights; evaluate_rounds scores them as a direct prediction would."""
+    from mskseg.metrics.evaluate import EvaluationSettings
+    from mskseg.nn.model_info import load_trained
+    from mskseg.nn.predict import predict_case
+    from mskseg.nn.round_eval import evaluate_rounds
+    from mskseg.nn.settings import InferenceSettings
+    from mskseg.nn.training import ModelFiles, train_fold
+    from mskseg.nn.transfer import read_round_weights
+
+    spec = method(interactive={"rounds": [1, 2], "collision_eps_mm": 2.0})
+    subjects = {"train": ["s0", "s1"], "val": ["s2"]}
+    inputs = {f"{role}_{kind}": [files[kind][int(s[1])] for s in names]
+              for role, names in subjects.items() for kind in ("image", "mask")}
+    out = ModelFiles(model=tmp_path / "model.pt", info=tmp_path / "model.json", history=tmp_path / "history.csv",
+                     rounds=tmp_path / "rounds.csv", round_weights=tmp_path / "rounds.pt")
+    train_fold(spec, "sagittal", LABELS, subjects, inputs, tmp_path / "work", out)
+    rounds = pd.read_csv(out.rounds)
+    scores = evaluate_rounds(rounds, out.round_weights, out.model, out.info, ["s3", "s4"], files["image"][3:5],
+                             files["mask"][3:5], inference=InferenceSettings(), labels=LABELS,
+                             evaluation=EvaluationSettings(gap_eps_mm=None, collision_eps_mm=None))
+    assert set(scores["round"]) == {1} and set(scores["n_train"]) == {1}  # round 2 is the model itself
+    assert list(scores.loc[scores["structure"] == "all", "subject"]) == ["s3", "s4"]
+    # brute force: round 1's weights predict s3, Dice of the bone by counting
+    model, info = load_trained(out.model, out.info, torch.device("cpu"))
+    model.load_state_dict(read_round_weights(out.round_weights)[1])
+    case = cases(files, [3])[0]
+    pred = predict_case([(model, info)], case, weights=None, device=torch.device("cpu"), precision="fp32",
+                        batch_size=InferenceSettings().batch_size).argmax(0)
+    p, t = pred == 1, case.target == 1
+    bone = scores.loc[(scores["subject"] == "s3") & (scores["structure"] == "bone"), "dice"].item()
+    assert bone == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()), abs=1e-6)
+    torch.save({}, tmp_path / "none.pt")  # a rounds file without round 1
+    with pytest.raises(ValueError, match="round 1 has no weights"):
+        evaluate_rounds(rounds, tmp_path / "none.pt", out.model, out.info, ["s3"], files["image"][3:4],
+                        files["mask"][3:4], inference=InferenceSettings(), labels=LABELS,
+                        evaluation=EvaluationSettings())

@@ -101,7 +101,7 @@ def _config(tmp_path: Path, fatal: bool = False) -> dict:
                     "symmetric_pairs": [["femur_left", "femur_right"], ["hip_left", "hip_right"]],
                     "split": {"method": "loo", "n_val": 1}, "shape": {"enabled": False},
                     # pre-trained on the poor labels, fine-tuned in one round with the eroded distance weight map
-                    "weight_maps": {"eroded": {"w0": 20, "sigma": 5, "erode_radius": 1}},
+                    "weight_maps": {"eroded": {"w0": 20, "sigma_mm": 12, "erode_radius_mm": 3}},
                     "methods": {"tl": {"kind": "trained", "view": "axial", "loss": "weighted_ce",
                                        "weight_map": "eroded", "threads": 1,
                                        "network": {"name": "unet2d", "base": 4, "depth": 2}, "train": TINY_TRAIN,

@@ -141,7 +141,7 @@ def test_segmentation(wf) -> None:
     w = wildcards(dataset="knee", method="unet2d", fold="1", view="sagittal", wmap="unet")
     spec = wf.segmentation.spec(w)
     assert spec.loss == "ce_distance" and spec.train.epochs == 30
-    assert wf.segmentation.weight_map_settings(w) == {"erode_radius": 0, "sigma": 5, "unit": "voxel", "w0": 10}
+    assert wf.segmentation.weight_map_settings(w) == {"erode_radius_mm": 0, "sigma_mm": 6.0, "w0": 10}
     params = wf.segmentation.method_settings(w)
     assert params["weight_map"] == wf.segmentation.weight_map_settings(w) and params["labels"]["tibia"] == 3
     assert method_from_params("unet2d", params) == (spec, params["labels"])

@@ -63,8 +63,10 @@ def test_a_bad_training_setting_fails_when_the_plan_is_made(config) -> None:
 
 # ---- plan -------------------------------------------------------------------------------------
 def test_the_plan_of_the_demo(plan) -> None:
-    assert list(plan.datasets) == ["knee", "hip", "kneescans", "hipscans"] and plan.synthetic == list(plan.datasets)
-    assert list(plan.training) == ["knee", "hip"] and list(plan.segmenting) == ["kneescans", "hipscans"]
+    assert list(plan.datasets) == ["knee", "hip", "kneespar", "kneescans", "hipscans"]
+    assert plan.synthetic == list(plan.datasets)
+    assert list(plan.training) == ["knee", "hip", "kneespar"] and list(plan.segmenting) == ["kneescans", "hipscans"]
+    assert list(plan.default_plan().training) == ["knee", "hip"]  # kneespar: only the spar study's (not in all)
     scans = plan["kneescans"]
     assert scans.methods == {} and scans.shape_models == {} and scans.evaluated == [] and scans.trained == {}
     assert scans.row("knee001")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
@@ -79,7 +81,8 @@ def test_the_plan_of_the_demo(plan) -> None:
     with pytest.raises(ValueError, match="no shape model"):
         hip.bone_of("tibia")
     assert knee.methods_of_kind("perturbed") == ["perturbedMild", "perturbedStrong"]
-    assert set(hip.trained) == {"unet2d", "mpunet"} and isinstance(hip.trained["mpunet"], MethodSpec)
+    assert set(hip.trained) == {"unet2d", "unet2dNoPretrain", "unet2dNoWeight", "unet3dRecipe", "mpunet",
+                                "mpunetNoPretrain", "mpunetNoWeight"} and isinstance(hip.trained["mpunet"], MethodSpec)
     assert hip.trained["mpunet"].multiplanar.dim == 64 and hip.trained["unet2d"].interactive.rounds == (2, 4)
     assert knee.evaluated == ["unet2d", "shapefit", "perturbedMild"]
     assert set(knee.fitted) == {"shapefit"} and knee.fitted["shapefit"].presegmentation == "unet2d"
@@ -96,9 +99,10 @@ def test_wildcard_constraints(plan) -> None:
     assert re.fullmatch(c["structure"], "femur_left") and re.fullmatch(c["wmap"], "eroded")
     assert re.fullmatch(c["subject"], "9001104.v00_R-1") and not re.fullmatch(c["subject"], "a/b")
     assert re.fullmatch(c["view"], "mpr") and re.fullmatch(c["batch"], "000") and not re.fullmatch(c["batch"], "1")
-    assert plan.method_pattern("trained") == "mpunet|unet2d"
+    assert plan.method_pattern("trained") == ("adversarialMask|mpunet|mpunetNoPretrain|mpunetNoWeight|shapePrior|spar|"
+                                              "unet|unet2d|unet2dNoPretrain|unet2dNoWeight|unet3dRecipe")
     assert plan.method_pattern("files") == NOTHING and not re.fullmatch(NOTHING, "")
-    assert plan.synthetic_pattern() == "knee|hip|kneescans|hipscans"
+    assert plan.synthetic_pattern() == "knee|hip|kneespar|kneescans|hipscans"
 
 
 def test_manifests_of_every_source(tmp_path: Path, config) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -83,3 +84,25 @@ def describe(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} {torch.cuda.get_device_name(index)}"
     return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic algorithms inside the block (restoring the caller's setting afterwards).
+
+    ``warn_only``: torch flags max-unpooling (SegNet) as nondeterministic, but its indices come from
+    a max-pool with stride = kernel and are unique, so on the CPU it is deterministic; that warning is
+    silenced, any other op without a deterministic implementation warns.
+    """
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"max_unpooling\dd_forward_out does not have a deterministic")
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)

@@ -16,12 +16,12 @@ Every file is replaced atomically and ``last.pt`` is written last, so a run kill
 and started again with the same settings continues after the last finished epoch. Each epoch's
 randomness derives from ``(seed, epoch)`` alone (sample order, the dataset's ``set_epoch``, torch's
 global RNG for dropout), and on the CPU the loop runs with deterministic algorithms: a resumed
-CPU run ends with weights bit-identical to an uninterrupted one.
+CPU run ends with weights bit-identical to an uninterrupted one. What the loss function trains
+beside the model (a :class:`Companion`, e.g. SPAR's discriminator) is checkpointed and resumed with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,11 +30,10 @@ import math
 import random
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -52,14 +51,30 @@ from mskseg.nn.checkpoint import (
     remove_temporaries,
     write_epoch,
 )
-from mskseg.nn.device import autocast, describe, resolve_device, resolve_precision, use_channels_last
-from mskseg.nn.history import COLUMNS, history_frame
+from mskseg.nn.device import autocast, describe, deterministic, resolve_device, resolve_precision, use_channels_last
+from mskseg.nn.history import COLUMNS, epoch_line, history_frame
 from mskseg.nn.settings import MONITORS, TrainSettings
 
-__all__ = ["LossFn", "TrainResult", "ValidateFn", "train"]
+__all__ = ["Companion", "LossFn", "TrainResult", "ValidateFn", "train"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 ValidateFn = Callable[[nn.Module, torch.device, str], dict[str, float]]
+
+
+class Companion(Protocol):
+    """What trains beside the model inside its loss function (e.g. a discriminator, :mod:`mskseg.nn.spar_train`).
+
+    ``fingerprint()`` joins the run's; ``prepare(device)`` runs when :func:`train` starts (move there, clear
+    running sums); ``end_epoch`` after each epoch's training and validation returns extra history columns;
+    ``state_dict()`` (plain types) is saved in ``last.pt`` under ``companion``, ``load_state_dict`` resumes it.
+    """
+
+    def fingerprint(self) -> str: ...
+    def prepare(self, device: torch.device) -> None: ...
+    def end_epoch(self, model: nn.Module, epoch: int, device: torch.device, precision: str) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
 
 _KEYS = ("image", "target", "weight", "sample_weight")
 _FORMAT_VERSION = 1
@@ -132,10 +147,13 @@ def _to_device(batch: Any, device: torch.device, channels_last: bool) -> tuple[t
     return tuple(moved)
 
 
-def _run_fingerprint(settings: TrainSettings, model: nn.Module, n_samples: int) -> str:
-    """The settings' fingerprint plus the model's parameter names/shapes/dtypes and the training-set size."""
+def _run_fingerprint(settings: TrainSettings, model: nn.Module, n_samples: int, companion: Companion | None) -> str:
+    """The settings' fingerprint plus the model's parameter names/shapes/dtypes, the training-set size and the
+    companion's fingerprint."""
     shapes = [[key, list(value.shape), str(value.dtype)] for key, value in model.state_dict().items()]
-    text = json.dumps({"v": _FORMAT_VERSION, "settings": settings.fingerprint(), "model": shapes, "n": n_samples})
+    extra = {} if companion is None else {"companion": companion.fingerprint()}
+    text = json.dumps({"v": _FORMAT_VERSION, "settings": settings.fingerprint(), "model": shapes, "n": n_samples,
+                       **extra})
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -146,28 +164,6 @@ def _summary_writer_class() -> type:
         raise ValueError("training setting 'tensorboard: true' needs the 'tensorboard' package "
                          f"(pip install tensorboard), or set it to false ({exc})") from None
     return SummaryWriter
-
-
-@contextlib.contextmanager
-def _deterministic(enabled: bool) -> Iterator[None]:
-    """Deterministic algorithms inside the block (restoring the caller's setting afterwards).
-
-    ``warn_only``: torch flags max-unpooling (SegNet) as nondeterministic, but its indices come from
-    a max-pool with stride = kernel and are unique, so on the CPU it is deterministic; that warning is
-    silenced, any other op without a deterministic implementation warns.
-    """
-    if not enabled:
-        yield
-        return
-    before = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"max_unpooling\dd_forward_out does not have a deterministic")
-            yield
-    finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def _improved(value: float, best: float, have_best: bool, higher: bool, delta: float) -> bool:
@@ -220,8 +216,9 @@ class _Run:
     """The mutable state of one training run: optimizer, schedule, best epoch, history rows."""
 
     def __init__(self, model: nn.Module, settings: TrainSettings, device: torch.device, precision: str,
-                 channels_last: bool, fingerprint: str) -> None:
+                 channels_last: bool, fingerprint: str, companion: Companion | None = None) -> None:
         self.model, self.settings, self.device, self.precision = model, settings, device, precision
+        self.companion = companion
         self.channels_last, self.fingerprint = channels_last, fingerprint
         self.show_progress = settings.progress if settings.progress is not None else sys.stderr.isatty()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=settings.betas,
@@ -240,6 +237,8 @@ class _Run:
                 self.scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
+            if self.companion is not None:
+                self.companion.load_state_dict(state["companion"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this run ({exc}); delete it to start the "
                                   "training afresh") from exc
@@ -256,7 +255,8 @@ class _Run:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(), "best_value": self.best_value, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "history": self.rows, "finished": finished,
-                "stopped_early": self.stopped, "settings": json.dumps(dataclasses.asdict(self.settings))}
+                "stopped_early": self.stopped, "settings": json.dumps(dataclasses.asdict(self.settings)),
+                "companion": None if self.companion is None else self.companion.state_dict()}
 
     def train_epoch(self, train_set: Dataset, loss_fn: LossFn, epoch: int) -> tuple[float, int]:
         """The optimizer steps of ``epoch``; returns (mean batch loss, samples seen)."""
@@ -311,8 +311,10 @@ class _Run:
         metrics = _validate(validate if validated else None, self.model, self.device, self.precision,
                             _derived_seed(settings.seed, epoch, "validate"))
         val_seconds = time.perf_counter() - began - train_seconds if validated else math.nan
+        extra = {} if self.companion is None else self.companion.end_epoch(self.model, epoch, self.device,
+                                                                           self.precision)
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": math.nan, "val_dice": math.nan, "lr": lr,
-               **metrics}
+               **metrics, **extra}
         if validated and settings.monitor != "train_loss" and settings.monitor not in metrics:
             raise ValueError(f"monitor {settings.monitor!r} is not among the validate function's results "
                              f"({', '.join(metrics) or 'none'})")
@@ -337,7 +339,8 @@ class _Run:
 
 
 def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: TrainSettings, workdir: str | Path, *,
-          validate: ValidateFn | None = None, logger: logging.Logger | None = None) -> TrainResult:
+          validate: ValidateFn | None = None, logger: logging.Logger | None = None,
+          companion: Companion | None = None) -> TrainResult:
     """Train ``model`` in place on ``train_set`` and keep its files in ``workdir``; resume if possible.
 
     Parameters
@@ -361,6 +364,8 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
         the last; needed when ``monitor`` is ``val_*``.
     logger : logging.Logger, optional
         Where the device line and one line per epoch go (default ``mskseg.nn.engine``).
+    companion : Companion, optional
+        What ``loss_fn`` trains beside the model; its state is checkpointed and resumed with the model's.
 
     Raises
     ------
@@ -389,7 +394,10 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
     model.to(device)
     if channels_last:
         model.to(memory_format=_memory_format(max(p.dim() for p in model.parameters())))
-    run = _Run(model, settings, device, precision, channels_last, _run_fingerprint(settings, model, n_samples))
+    if companion is not None:
+        companion.prepare(device)
+    run = _Run(model, settings, device, precision, channels_last,
+               _run_fingerprint(settings, model, n_samples, companion), companion)
     state = previous_state(workdir, run.fingerprint, log)
     if state is not None and state["finished"]:
         missing = [name for name in (BEST, LAST) if not (workdir / name).is_file()]
@@ -413,14 +421,14 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
     plotted = time.monotonic()  # curve.png: after PLOT_INTERVAL_S and at the end
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                _deterministic(device.type == "cpu"):
+                deterministic(device.type == "cpu"):
             while run.epoch < settings.epochs and not run.stopped:
                 better = run.run_epoch(train_set, loss_fn, validate)
                 state = run.state()
                 plot = state["finished"] or time.monotonic() - plotted >= PLOT_INTERVAL_S
                 write_epoch(workdir, model, state, better, writer, plot=plot)
                 plotted = time.monotonic() if plot else plotted
-                log.info("%s", _epoch_line(settings, run.rows[-1], better))
+                log.info("%s", epoch_line(run.rows[-1], settings.epochs, better))
         if run.stopped:
             log.info("stopped early after epoch %d: %s did not improve for %d epochs; best epoch %d (%s %.4g)",
                      run.epoch, settings.monitor, run.bad_epochs, run.best_epoch, settings.monitor, run.best_value)
@@ -429,13 +437,3 @@ def train(model: nn.Module, train_set: Dataset, loss_fn: LossFn, settings: Train
             writer.close()
     return _result(workdir, state, resumed_from=resumed_from)
 
-
-def _epoch_line(settings: TrainSettings, row: Mapping[str, float], better: bool) -> str:
-    """``epoch 3/40: train_loss 0.41, val_dice 0.9, lr 1e-05, 12.3 s (training 10.1 s, validation 2.2 s),
-    45.6 samples/s (best)``."""
-    skip = ("epoch", "lr", "seconds", "train_seconds", "val_seconds", "samples_per_s")
-    values = [f"{key} {value:.4g}" for key, value in row.items() if key not in skip and math.isfinite(value)]
-    split = f"training {row['train_seconds']:.1f} s, " + (
-        f"validation {row['val_seconds']:.1f} s" if math.isfinite(row["val_seconds"]) else "no validation")
-    values += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f} s ({split})", f"{row['samples_per_s']:.1f} samples/s"]
-    return f"epoch {row['epoch']}/{settings.epochs}: " + ", ".join(values) + (" (best)" if better else "")

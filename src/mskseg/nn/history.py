@@ -133,3 +133,14 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, *, title: str =
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return path
+
+
+def epoch_line(row: Mapping[str, float], epochs: int, better: bool) -> str:
+    """The log line of an epoch's history row (of ``epochs``), e.g. ``epoch 3/40: train_loss 0.41, val_dice 0.9,
+    lr 1e-05, 12.3 s (training 10.1 s, validation 2.2 s), 45.6 samples/s (best)``; times in seconds."""
+    skip = ("epoch", "lr", "seconds", "train_seconds", "val_seconds", "samples_per_s")
+    values = [f"{key} {value:.4g}" for key, value in row.items() if key not in skip and math.isfinite(value)]
+    split = f"training {row['train_seconds']:.1f} s, " + (
+        f"validation {row['val_seconds']:.1f} s" if math.isfinite(row["val_seconds"]) else "no validation")
+    values += [f"lr {row['lr']:.3g}", f"{row['seconds']:.1f} s ({split})", f"{row['samples_per_s']:.1f} samples/s"]
+    return f"epoch {row['epoch']}/{epochs}: " + ", ".join(values) + (" (best)" if better else "")

@@ -24,6 +24,7 @@ from mskseg.nn.settings import (
     PretrainSettings,
     TrainSettings,
 )
+from mskseg.nn.spar_settings import SparSettings
 
 #: view modes and the models each trains (one per plane for three_plane)
 PLANE_VIEWS = ("sagittal", "coronal", "axial")
@@ -34,7 +35,8 @@ NETWORKS = ("unet2d", "unet25d", "unet3d", "segnet", "deeplabv3plus", "vgg16unet
 LOSSES = ("ce", "wce", "dice", "dice_ce", "bce", "weighted_ce", "ce_distance")
 WEIGHT_MAP_LOSSES = ("weighted_ce", "ce_distance")
 KEYS = ("kind", "network", "view", "n_slices", "loss", "weight_map", "train", "augment", "multiplanar", "patch",
-        "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive", "postprocess")
+        "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive", "postprocess",
+        "regularisation")
 
 T = TypeVar("T")
 
@@ -91,6 +93,7 @@ class MethodSpec:
     pretrain: PretrainSettings | None = None
     interactive: InteractiveSettings | None = None
     postprocess: bool = False
+    regularisation: SparSettings | None = None
 
     @classmethod
     def from_config(cls, name: str, spec: Mapping[str, Any], weight_maps: Mapping[str, Any] | None = None
@@ -140,7 +143,8 @@ class MethodSpec:
                    threads=int(spec.get("threads", 2)), runtime_min=int(spec.get("runtime_min", 120)),
                    pretrain=_pretrain(where, spec.get("pretrain")),
                    interactive=_interactive(where, spec.get("interactive")),
-                   postprocess=bool(spec.get("postprocess", False)))
+                   postprocess=bool(spec.get("postprocess", False)),
+                   regularisation=_regularisation(where, view, spec))
 
     @property
     def views(self) -> list[str]:
@@ -199,6 +203,22 @@ def _interactive(where: str, block: Mapping[str, Any] | None) -> InteractiveSett
         return None
     return _parse(f"{where}.interactive", lambda b: InteractiveSettings(
         rounds=tuple(b.get("rounds") or ()), collision_eps_mm=b.get("collision_eps_mm", 2.0)), block)
+
+
+def _regularisation(where: str, view: str, spec: Mapping[str, Any]) -> SparSettings | None:
+    """The ``regularisation`` block (SPAR and its baselines): 2D slices of one plane, trained plainly."""
+    block = spec.get("regularisation")
+    if block is None:
+        return None
+    if view not in PLANE_VIEWS:
+        raise ConfigError(f"{where}.regularisation: SPAR regularises 2D slices of one plane view "
+                          f"({', '.join(PLANE_VIEWS)}), not view {view!r}")
+    for other in ("pretrain", "interactive"):
+        if spec.get(other) is not None:
+            raise ConfigError(f"{where}.regularisation: a regularised method cannot have `{other}`")
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}.regularisation: must be a mapping of SPAR settings, got {block!r}")
+    return _parse(f"{where}.regularisation", SparSettings.from_dict, block)
 
 
 def interactive_split(rounds: tuple[int, ...] | list[int], n_train: int) -> list[int]:

@@ -46,20 +46,22 @@ from mskseg.nn.history import plot_history, write_history
 from mskseg.nn.method import PLANE_VIEWS, MethodSpec
 from mskseg.nn.model_info import ModelInfo, load_trained
 from mskseg.nn.predict import predict_view
-from mskseg.nn.transfer import ROUND_COLUMNS, finetune_rounds
+from mskseg.nn.transfer import ROUND_COLUMNS, finetune_rounds, write_round_weights
 
 PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where an exported model goes: weights, description, per-epoch history (and learning curve, rounds)."""
+    """Where an exported model goes: weights, description, per-epoch history (and learning curve, rounds table,
+    the weights of every round before the last)."""
 
     model: PathLike
     info: PathLike
     history: PathLike
     curve: PathLike | None = None
     rounds: PathLike | None = None
+    round_weights: PathLike | None = None
 
 
 def load_cases(names: Sequence[str], images: Sequence[PathLike], masks: Sequence[PathLike] | None = None,
@@ -91,9 +93,10 @@ def input_fingerprint(paths: Sequence[PathLike], settings: Mapping[str, Any], di
 
 def run_training(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cases: Sequence[Case],
                  label_map: Mapping[str, int], workdir: PathLike, *, init_weights: PathLike | None = None,
-                 logger: logging.Logger | None = None) -> tuple[TrainResult, ModelInfo, pd.DataFrame]:
+                 logger: logging.Logger | None = None) -> tuple[TrainResult, ModelInfo, pd.DataFrame, list[Path]]:
     """Train one view (in interactive rounds when the method has them); the rounds table has one
-    row per round (a single row without collision counts for a plain training)."""
+    row per round (a single row without collision counts for a plain training); the last item lists
+    each round's best weights."""
     label_values = list(label_map.values())
     if spec.interactive is not None:
         return finetune_rounds(spec, view, train_cases, val_cases, label_values, label_map, workdir,
@@ -104,12 +107,13 @@ def run_training(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_c
     row = {"round": 1, "n_train": len(train_cases), "train_subjects": " ".join(c.name for c in train_cases),
            "predicted": "", "collisions": np.nan, "collisions_per_subject": np.nan, "dice": dice,
            "best_epoch": result.best_epoch, "epochs_run": result.epochs_run}
-    return result, info, pd.DataFrame([row], columns=list(ROUND_COLUMNS))
+    return result, info, pd.DataFrame([row], columns=list(ROUND_COLUMNS)), [Path(result.best_weights)]
 
 
 def export_model(result: TrainResult, info: ModelInfo, files: ModelFiles, *, rounds: pd.DataFrame | None = None,
-                 title: str = "") -> None:
-    """Copy the best weights and write the model description, history, learning curve and rounds table."""
+                 round_weights: Sequence[PathLike] = (), title: str = "") -> None:
+    """Copy the best weights and write the model description, history, learning curve, rounds table and the
+    weights of the rounds before the last (:func:`mskseg.nn.transfer.write_round_weights`)."""
     with atomic_path(files.model) as tmp:
         shutil.copyfile(result.best_weights, tmp)
     info.write(files.info)
@@ -118,6 +122,8 @@ def export_model(result: TrainResult, info: ModelInfo, files: ModelFiles, *, rou
         plot_history(result.history, files.curve, title=title)
     if files.rounds is not None and rounds is not None:
         write_table(rounds, files.rounds)
+    if files.round_weights is not None:
+        write_round_weights(round_weights or [result.best_weights], files.round_weights)
 
 
 #: the digest cache of a job's work folder
@@ -158,9 +164,9 @@ def train_fold(spec: MethodSpec, view: str, labels: Mapping[str, int], subjects:
                                files.get(f"{role}_weight") or None, values, logger) for role in ("train", "val")}
         logger.info("method %s, view %s: %d training and %d validation subjects; checkpoints in %s", spec.name,
                     view, len(cases["train"]), len(cases["val"]), run_dir)
-        result, info, rounds = run_training(spec, view, cases["train"], cases["val"], labels, run_dir,
-                                            init_weights=pretrained, logger=logger)
-        export_model(result, info, outputs, rounds=rounds, title=title)
+        result, info, rounds, weights = run_training(spec, view, cases["train"], cases["val"], labels, run_dir,
+                                                     init_weights=pretrained, logger=logger)
+        export_model(result, info, outputs, rounds=rounds, round_weights=weights, title=title)
         remove_cache(run_dir / CACHE)
     logger.info("best epoch %d (%s %.4f) of %d; model %s", result.best_epoch, spec.train.monitor, result.best_value,
                 result.epochs_run, outputs.model)

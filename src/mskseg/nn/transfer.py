@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mskseg.io.atomic import atomic_path
 from mskseg.metrics.evaluate import EvaluationSettings, evaluate_arrays
 from mskseg.nn import device as dev
 from mskseg.nn.data import Case
@@ -28,7 +29,7 @@ from mskseg.nn.fit import train_view
 from mskseg.nn.method import MethodSpec, interactive_split
 from mskseg.nn.model_info import ModelInfo
 from mskseg.nn.predict import predict_view
-from mskseg.nn.weights import load_weights
+from mskseg.nn.weights import load_weights, read_state_dict
 
 ROUND_COLUMNS = ("round", "n_train", "train_subjects", "predicted", "collisions", "collisions_per_subject",
                  "dice", "best_epoch", "epochs_run")
@@ -54,8 +55,9 @@ def _structure_dice(pred: np.ndarray, target: np.ndarray, n_classes: int) -> flo
 def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], val_cases: Sequence[Case],
                     label_values: Sequence[int], label_map: Mapping[str, int], workdir: str | os.PathLike, *,
                     init_weights: str | os.PathLike | None, logger: logging.Logger | None = None
-                    ) -> tuple[TrainResult, ModelInfo, pd.DataFrame]:
-    """Fine-tune in the method's interactive rounds; returns the last round's result and the rounds table.
+                    ) -> tuple[TrainResult, ModelInfo, pd.DataFrame, list[Path]]:
+    """Fine-tune in the method's interactive rounds; returns the last round's result, the rounds table and
+    every round's best weights (files in ``workdir``, in round order).
 
     Round r trains on the first ``rounds[r]`` training cases (in the given order), starting from the
     previous round's best weights (round 1: ``init_weights``). It then predicts the cases the next
@@ -70,7 +72,7 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
         logger.warning("rounds %s capped to the %d training subjects: %s", list(spec.interactive.rounds),
                        len(train_cases), counts)
     eps = spec.interactive.collision_eps_mm
-    rows = []
+    rows, weights = [], []
     start = init_weights
     result = info = None
     for r, n in enumerate(counts, start=1):
@@ -78,6 +80,7 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
         result, info = train_view(spec, view, subset, val_cases, label_values, Path(workdir) / f"round-{r}",
                                   init_weights=start, logger=logger)
         start = result.best_weights
+        weights.append(Path(result.best_weights))
         unseen = list(train_cases[n:counts[r]]) if r < len(counts) else list(val_cases)
         n_coll, dices = [], []
         if unseen:
@@ -107,4 +110,30 @@ def finetune_rounds(spec: MethodSpec, view: str, train_cases: Sequence[Case], va
         logger.info("round %d: fine-tuned on %d subjects; |E| = %s on %s (Dice %.4f)", r, n, row["collisions"],
                     row["predicted"] or "-", row["dice"])
         rows.append(row)
-    return result, info, pd.DataFrame(rows, columns=list(ROUND_COLUMNS))
+    return result, info, pd.DataFrame(rows, columns=list(ROUND_COLUMNS)), weights
+
+
+#: the prefix of round ``r``'s keys in a rounds weights file (:func:`write_round_weights`)
+ROUND_PREFIX = "round-{}."
+
+
+def write_round_weights(paths: Sequence[str | os.PathLike], out: str | os.PathLike) -> None:
+    """Write the best weights of every round but the last (that one is the exported model) into one
+    state-dict file, round ``r``'s keys prefixed ``round-r.``; empty for a training of one round.
+    Written atomically through an open file: equal weights give byte-identical files."""
+    state = {}
+    for r, path in enumerate(list(paths)[:-1], start=1):
+        state.update({ROUND_PREFIX.format(r) + k: v for k, v in read_state_dict(path).items()})
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
+
+
+def read_round_weights(path: str | os.PathLike) -> dict[int, dict[str, torch.Tensor]]:
+    """The state dicts of :func:`write_round_weights`'s file by round number (1, 2, ...)."""
+    rounds: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in read_state_dict(path).items():
+        head, _, rest = key.partition(".")
+        if not head.startswith("round-") or not head[6:].isdigit() or not rest:
+            raise ValueError(f"rounds weights file {path}: key {key!r} is not 'round-<r>.<name>'")
+        rounds.setdefault(int(head[6:]), {})[rest] = value
+    return dict(sorted(rounds.items()))

@@ -7,9 +7,12 @@ as in the paper. The paper's values are ``w0 = 10``, ``sigma = 5``; its variant 
 every class by a ball of radius 3 voxels and doubles ``w0`` to 20, which moves the weight from
 the gap itself onto the boundaries around it.
 
-Distances are in voxels (the papers' unit) or, with ``unit="mm"``, in millimetres with the
-spacing. A map with fewer than two foreground classes is all ones. Computed once per subject
-(a workflow rule) and sampled with the slices during training.
+Every length is in millimetres, as the GapDice and collision ``eps`` of the evaluation: distances
+with the voxel spacing, ``sigma_mm``, and the erosion ball's radius ``erode_radius_mm`` (an
+ellipsoid of voxels on an anisotropic grid). The paper's voxel values are millimetres at its
+spacing (0.77-0.96 mm: sigma 5 voxels is about 4 mm, radius 3 about 2.4 mm). A map with fewer than
+two foreground classes is all ones. Computed once per subject (a workflow rule) and sampled with the
+slices during training.
 """
 
 from __future__ import annotations
@@ -25,40 +28,38 @@ from mskseg.volume import Volume
 
 @dataclass(frozen=True)
 class WeightMapSettings:
-    """``w0``, ``sigma`` (in ``unit``), ``erode_radius`` (voxels, 0: none), ``unit`` voxel|mm."""
+    """``w0``; ``sigma_mm`` (> 0); ``erode_radius_mm``: the erosion ball's radius (0: none)."""
 
     w0: float = 10.0
-    sigma: float = 5.0
-    erode_radius: int = 0
-    unit: str = "voxel"
+    sigma_mm: float = 5.0
+    erode_radius_mm: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.unit not in ("voxel", "mm"):
-            raise ValueError(f"weight map unit must be 'voxel' or 'mm', got {self.unit!r}")
-        if not self.sigma > 0:
-            raise ValueError(f"weight map sigma must be > 0, got {self.sigma}")
-        if self.w0 < 0 or self.erode_radius < 0:
-            raise ValueError("weight map w0 and erode_radius must be >= 0")
+        if not self.sigma_mm > 0:
+            raise ValueError(f"weight map sigma_mm must be > 0, got {self.sigma_mm}")
+        if self.w0 < 0 or self.erode_radius_mm < 0:
+            raise ValueError(f"weight map w0 and erode_radius_mm must be >= 0, got {self.w0}, {self.erode_radius_mm}")
 
 
-#: the hip paper's two settings
-PAPER = WeightMapSettings(w0=10.0, sigma=5.0)
-PAPER_ERODED = WeightMapSettings(w0=20.0, sigma=5.0, erode_radius=3)
+#: the hip paper's two settings on a 1 mm grid (its 5 and 3 voxels)
+PAPER = WeightMapSettings(w0=10.0, sigma_mm=5.0)
+PAPER_ERODED = WeightMapSettings(w0=20.0, sigma_mm=5.0, erode_radius_mm=3.0)
 
 
-def ball(radius: int) -> np.ndarray:
-    """A 3D ball of ``radius`` voxels (index units) as a boolean structuring element."""
-    r = int(radius)
-    g = np.ogrid[-r:r + 1, -r:r + 1, -r:r + 1]
-    return sum(a * a for a in g) <= r * r
+def ball(radius_mm: float, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """The voxels within ``radius_mm`` of the centre voxel (an ellipsoid of voxels on an anisotropic grid)."""
+    sp = [float(s) for s in spacing]
+    half = [int(np.floor(radius_mm / s + 1e-9)) for s in sp]
+    g = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    return sum((a * s) ** 2 for a, s in zip(g, sp, strict=True)) <= radius_mm * radius_mm + 1e-9
 
 
-def erode_labels(labels: np.ndarray, radius: int) -> np.ndarray:
-    """Every class eroded on its own by a ball of ``radius`` voxels (background stays 0)."""
-    if radius <= 0:
+def erode_labels(labels: np.ndarray, radius_mm: float, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Every class eroded on its own by a ball of ``radius_mm`` (background stays 0)."""
+    structure = ball(radius_mm, spacing)
+    if radius_mm <= 0 or structure.sum() == 1:
         return labels.copy()
     out = np.zeros_like(labels)
-    structure = ball(radius)
     for value in np.unique(labels):
         if value == 0:
             continue
@@ -69,13 +70,14 @@ def erode_labels(labels: np.ndarray, radius: int) -> np.ndarray:
 
 def distance_weight_map(labels: np.ndarray, settings: WeightMapSettings = PAPER,
                         spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
-    """The weight map (float32, same shape) of an integer label array; see the module docstring."""
-    lab = erode_labels(np.asarray(labels), settings.erode_radius)
+    """The weight map (float32, same shape) of an integer label array with voxel ``spacing`` (mm); see the
+    module docstring."""
+    lab = erode_labels(np.asarray(labels), settings.erode_radius_mm, spacing)
     values = [v for v in np.unique(lab) if v != 0]
     out = np.ones(lab.shape, dtype=np.float32)
     if len(values) < 2 or settings.w0 == 0:
         return out
-    sampling = tuple(float(s) for s in spacing) if settings.unit == "mm" else None
+    sampling = tuple(float(s) for s in spacing)
     d1 = np.full(lab.shape, np.inf, dtype=np.float32)
     d2 = np.full(lab.shape, np.inf, dtype=np.float32)
     for v in values:
@@ -83,7 +85,7 @@ def distance_weight_map(labels: np.ndarray, settings: WeightMapSettings = PAPER,
         d2 = np.where(d < d1, d1, np.minimum(d2, d))
         d1 = np.minimum(d1, d)
     s = d1 + d2
-    out += (settings.w0 * np.exp(-(s * s) / (2.0 * settings.sigma ** 2))).astype(np.float32)
+    out += (settings.w0 * np.exp(-(s * s) / (2.0 * settings.sigma_mm ** 2))).astype(np.float32)
     return out
 
 

@@ -145,10 +145,19 @@ def compose_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | Non
     """
     declared = user_datasets(overrides)
     if declared is None:
-        return apply_scale(config)
-    base = {k: v for k, v in config.items() if k != "datasets"}
-    scaled = apply_scale({**base, "datasets": {}})
-    scaled["datasets"] = {name: compose_dataset(config, name, spec, shipped or {}) for name, spec in declared.items()}
+        scaled = apply_scale(config)
+    else:
+        base = {k: v for k, v in config.items() if k != "datasets"}
+        scaled = apply_scale({**base, "datasets": {}})
+        scaled["datasets"] = {name: compose_dataset(config, name, spec, shipped or {})
+                              for name, spec in declared.items()}
+    own = (overrides or {}).get("studies") or {}  # shipped studies of datasets that are gone are dropped
+    for name, study in own.items():
+        if isinstance(study, Mapping) and study.get("dataset") not in scaled["datasets"]:
+            raise ConfigError(f"studies.{name}.dataset: {study.get('dataset')!r} is not a dataset of this run "
+                              f"({list(scaled['datasets'])})")
+    scaled["studies"] = {name: study for name, study in (scaled.get("studies") or {}).items()
+                         if name in own or study.get("dataset") in scaled["datasets"]}
     return scaled
 
 

@@ -26,6 +26,7 @@ from mskseg.workflow.segmentation import SegmentationInputs
 from mskseg.workflow.shape import ShapeInputs
 from mskseg.workflow.shape_fitting import ShapeFittingInputs
 from mskseg.workflow.snakemake_compat import check_each_group_once
+from mskseg.workflow.studies import StudyInputs
 from mskseg.workflow.targets import Targets
 
 
@@ -46,6 +47,7 @@ class Workflow:
     segment: SegmentInputs
     predictions: PredictionInputs
     evaluation: EvaluationInputs
+    studies: StudyInputs
     targets: Targets
 
     @classmethod
@@ -58,7 +60,7 @@ class Workflow:
                    shape=ShapeInputs(plan, tables), segmentation=SegmentationInputs(plan, tables),
                    shape_fitting=ShapeFittingInputs(plan, tables), segment=SegmentInputs(plan, tables),
                    predictions=PredictionInputs(plan, tables), evaluation=EvaluationInputs(plan),
-                   targets=Targets(plan, tables))
+                   studies=StudyInputs(plan, tables), targets=Targets(plan, tables))
 
 
 def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | Path = SCHEMA,

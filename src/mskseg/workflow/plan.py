@@ -207,6 +207,28 @@ class Plan:
         """The ``method`` constraint of a rule that makes one kind's predictions."""
         return _pattern(self._union(lambda p: p.methods_of_kind(kind)))
 
+    @property
+    def studies(self) -> dict[str, Mapping[str, Any]]:
+        """The configured studies whose dataset this plan has (the default target's plan leaves some out)."""
+        return {name: block for name, block in (self.config.get("studies") or {}).items()
+                if block.get("dataset") in self.datasets}
+
+    def trained_pattern(self, *, regularised: bool) -> str:
+        """The ``method`` constraint of the plain (``train_model``) or the regularised (SPAR,
+        ``train_regularised``) training rule."""
+        return _pattern(self._union(lambda p: [m for m, s in p.trained.items()
+                                               if (s.regularisation is not None) == regularised]))
+
+    def default_plan(self) -> Plan:
+        """The plan of the default target ``all``: without the datasets that only studies outside it
+        (``in_all: false``) name and no scans to segment use."""
+        flags: dict[str, list[bool]] = {}
+        for study in self.studies.values():
+            flags.setdefault(study["dataset"], []).append(bool(study.get("in_all", True)))
+        used = {(p.segment or {}).get("model", {}).get("dataset") for p in self.segmenting.values()}
+        skipped = {d for d, kept in flags.items() if not any(kept) and d not in used}
+        return Plan(self.config, {d: p for d, p in self.datasets.items() if d not in skipped})
+
     def synthetic_pattern(self) -> str:
         """The ``dataset`` constraint of the phantom generator."""
         return _pattern(self.synthetic)

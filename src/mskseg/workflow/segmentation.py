@@ -1,4 +1,5 @@
-"""Input functions of the segmentation rules: weight maps, (pre-)training, fusion weights."""
+"""Input functions of the segmentation rules: weight maps, (pre-)training, SPAR's shape auto-encoder and
+regularised training, fusion weights."""
 
 from __future__ import annotations
 
@@ -89,6 +90,47 @@ class SegmentationInputs:
     def runtime(self, wildcards: Any, attempt: int) -> int:
         """The method's ``runtime_min``, times the attempt."""
         return self.spec(wildcards).runtime_min * attempt
+
+    def autoencoder_path(self, dataset: str, method: str, fold: str, suffix: str) -> str:
+        """A regularised method's shape auto-encoder file (shared by the methods with equal auto-encoder
+        settings and seed: its name holds their key)."""
+        spec = self.plan[dataset].trained[method]
+        key = spec.regularisation.autoencoder_key(spec.train.seed)
+        return entity_path("models", dataset, suffix, autoencoder=key, fold=fold, view=spec.view)
+
+    def regularised_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """``train_regularised``: the fold's files as ``train_model``'s and the shape auto-encoder."""
+        inputs = self.training_inputs(wildcards)
+        for key, suffix in (("autoencoder_weights", "autoencoder.pt"), ("autoencoder_info", "autoencoder.json")):
+            inputs[key] = self.autoencoder_path(wildcards.dataset, wildcards.method, wildcards.fold, suffix)
+        return inputs
+
+    def _autoencoder_method(self, wildcards: Any) -> MethodSpec:
+        """The first regularised method whose auto-encoder key is ``{aekey}`` on the view ``{view}``."""
+        for spec in self.plan[wildcards.dataset].trained.values():
+            spar = spec.regularisation
+            if spar is not None and spec.view == wildcards.view and \
+                    spar.autoencoder_key(spec.train.seed) == wildcards.aekey:
+                return spec
+        raise ValueError(f"{wildcards.dataset}: no regularised method has auto-encoder {wildcards.aekey!r} on "
+                         f"view {wildcards.view!r}")
+
+    def autoencoder_inputs(self, wildcards: Any) -> dict[str, list[str]]:
+        """``train_shape_autoencoder``: the masks of the fold's training subjects."""
+        subjects = self.checkpoints.fold_subjects(wildcards.dataset, wildcards.fold, "train")
+        return {"masks": subject_files(wildcards.dataset, subjects, ["mask"])["mask"]}
+
+    def autoencoder_settings(self, wildcards: Any) -> dict[str, Any]:
+        """What the auto-encoder depends on: its settings and seed, the labels, the training subjects (canonical)."""
+        spec = self._autoencoder_method(wildcards)
+        return canonical({"settings": spec.regularisation.to_dict(), "seed": spec.train.seed,
+                          "labels": self.plan[wildcards.dataset].labels,
+                          "subjects": self.checkpoints.fold_subjects(wildcards.dataset, wildcards.fold, "train")})
+
+    def autoencoder_work_dir(self, wildcards: Any) -> str:
+        """The auto-encoder job's checkpoint folder."""
+        return entity_path(".work", wildcards.dataset, "", autoencoder=wildcards.aekey, fold=wildcards.fold,
+                           view=wildcards.view, root="results/models").rstrip("_")
 
     def fusion_inputs(self, wildcards: Any) -> dict[str, list[str]]:
         """The fold's validation images and masks, and every view's model."""

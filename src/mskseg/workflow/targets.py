@@ -16,10 +16,12 @@ from mskseg.workflow.shape_fitting import fitting_path
 
 
 class Targets:
-    """One method per target of the Snakefile."""
+    """One method per target of the Snakefile. The stage targets (and so ``all``) leave out the datasets that
+    only studies outside ``all`` name (their own targets make them)."""
 
     def __init__(self, plan: Plan, tables: CheckpointTables) -> None:
-        self.plan = plan
+        self.full = plan
+        self.plan = plan.default_plan()  # the stage targets leave out datasets only a study outside `all` names
         self.checkpoints = tables
 
     def data(self, wildcards: Any = None) -> list[str]:
@@ -66,9 +68,10 @@ class Targets:
             for m, spec in plan.trained.items():
                 if m not in plan.evaluated:
                     continue
+                suffixes = ("model.pt", "curve.png", "latents.npz" if spec.regularisation else "rounds.csv")
                 for f in self.checkpoints.folds(d):
                     targets += [model_path(d, suffix, method=m, fold=f, view=v)
-                                for v in spec.views for suffix in ("model.pt", "curve.png", "rounds.csv")]
+                                for v in spec.views for suffix in suffixes]
                     if spec.view == "three_plane":
                         targets.append(model_path(d, "fusion.json", method=m, fold=f))
             for m, fitted in plan.fitted.items():
@@ -82,23 +85,23 @@ class Targets:
 
     def tables(self, wildcards: Any = None) -> list[str]:
         """Every dataset's tables and plots (named from the config alone; the rules that make them ask the splits)."""
-        targets = []
-        for d, plan in self.plan.datasets.items():
-            if not plan.evaluated:
-                continue
-            metrics = table_metrics(plan.config)
-            targets.append(entity_path("tables", d, "tables.md"))
-            targets += [entity_path("tables", d, suffix, metric=m) for m in metrics
-                        for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
-            targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
-            targets.append(entity_path("plots", d, "fov.png"))
-            if any(m in plan.fitted for m in plan.evaluated):
-                targets.append(entity_path("tables", d, "landmarks.md"))
-            if plan.config["evaluation"]["training_size"]:
-                targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
-                            for m in plan.config["evaluation"]["training_size_metrics"]]
-        return targets
+        return [path for d, plan in self.plan.datasets.items() if plan.evaluated for path in self.dataset_tables(d)]
 
+    def dataset_tables(self, d: str) -> list[str]:
+        """A dataset's tables, statistics and plots."""
+        plan = self.full[d]
+        metrics = table_metrics(plan.config)
+        targets = [entity_path("tables", d, "tables.md")]
+        targets += [entity_path("tables", d, suffix, metric=m) for m in metrics
+                    for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
+        targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
+        targets.append(entity_path("plots", d, "fov.png"))
+        if any(m in plan.fitted for m in plan.evaluated):
+            targets.append(entity_path("tables", d, "landmarks.md"))
+        if plan.config["evaluation"]["training_size"]:
+            targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
+                        for m in plan.config["evaluation"]["training_size_metrics"]]
+        return targets
 
     def segment(self, wildcards: Any = None) -> list[str]:
         """Every scan to segment that passed QC: its segmentation, overlay and meshes; each dataset's QC table."""
@@ -112,6 +115,31 @@ class Targets:
                         for kind in ("dseg.nii.gz", "overlay.png")]
             targets.append(entity_path("segment", d, "qc.tsv"))
         return targets
+
+    def hip_transfer(self, wildcards: Any = None) -> list[str]:
+        """The hip paper's Table 1 (studies.hip_transfer), when configured."""
+        if "hip_transfer" not in self.full.studies:
+            return []
+        return [entity_path("studies", "hip_transfer", suffix) for suffix in ("table.md", "table.csv")]
+
+    def spar(self, wildcards: Any = None) -> list[str]:
+        """The SPAR comparison (studies.spar), when configured: its dataset's tables and, for each regularised
+        method, the latent codes per epoch of its first fold."""
+        block = self.full.studies.get("spar")
+        if not block:
+            return []
+        d = block["dataset"]
+        plan = self.full[d]
+        first = self.checkpoints.folds(d)[0]
+        regularised = [m for m in plan.evaluated if m in plan.trained and plan.trained[m].regularisation is not None]
+        return self.dataset_tables(d) + [entity_path("plots", d, "latents.png", method=m, fold=first)
+                                         for m in regularised]
+
+    def studies(self, wildcards: Any = None) -> list[str]:
+        """The studies the default target makes (their ``in_all``)."""
+        studies = self.full.studies
+        targets = self.hip_transfer() if studies.get("hip_transfer", {}).get("in_all", True) else []
+        return targets + (self.spar() if studies.get("spar", {}).get("in_all", False) else [])
 
     def export_models(self, wildcards: Any = None) -> list[str]:
         """A bundle of every scored trained and shape-fitting method of every training dataset."""

@@ -1,0 +1,77 @@
+# Studies: a paper's experiment over a dataset's methods, with its own table and one target each
+# (`snakemake hip_transfer`). The hip paper's Table 1: every design choice after every interactive round.
+
+
+rule evaluate_rounds:
+    """The fold's test subjects scored with the weights of every interactive round before the last."""
+    input:
+        unpack(wf.studies.round_inputs),
+    output:
+        table=entity_path("evaluation", "{dataset}", "rounds.csv", method="{method}", fold="{fold}"),
+    log:
+        log_path("evaluation", "{method}/fold-{fold}_rounds"),
+    benchmark:
+        entity_path("benchmarks", "{dataset}", "rounds.tsv", method="{method}", fold="{fold}")
+    wildcard_constraints:
+        method=wf.plan.method_pattern("trained"),
+    conda:
+        "../envs/torch.yaml"
+    threads: wf.segmentation.threads
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=30,
+        gpu=1,
+    params:
+        inference=wf.predictions.inference_settings,
+        subjects=wf.studies.round_subjects,
+        evaluation=wf.studies.round_settings,
+    script:
+        "../workflow_scripts/evaluate_rounds.py"
+
+
+rule hip_transfer_table:
+    """The hip paper's Table 1: Dice, HD and GapDice of each design choice after each round, and |E|."""
+    input:
+        unpack(wf.studies.transfer_inputs),
+    output:
+        table=report(
+            entity_path("studies", "hip_transfer", "table.md"),
+            category="Studies",
+            caption="../report/hip_transfer.rst",
+        ),
+        csv=entity_path("studies", "hip_transfer", "table.csv"),
+    log:
+        "logs/studies/hip_transfer.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        study=wf.studies.transfer_params,
+    script:
+        "../workflow_scripts/hip_transfer_table.py"
+
+
+rule spar_latents:
+    """The SPAR paper's Figure 3: predicted and reference shape codes per epoch of a regularised training (PCA)."""
+    input:
+        latents=wf.studies.latents_input,
+    output:
+        figure=report(
+            entity_path("plots", "{dataset}", "latents.png", method="{method}", fold="{fold}"),
+            category="Studies",
+            caption="../report/latents.rst",
+            labels={"dataset": "{dataset}", "method": "{method}", "fold": "{fold}"},
+        ),
+    log:
+        log_path("plots", "{method}/fold-{fold}_latents"),
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/spar_latents.py"

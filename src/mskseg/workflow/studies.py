@@ -1,0 +1,182 @@
+"""Studies: a paper's experiment over a dataset's methods, with its own table and one target.
+
+``hip_transfer`` (the hip paper's Table 1): rows of ``{label, method}``, each a trained method with
+interactive rounds; the reference row is the full recipe. Each round before the last is scored on
+the test subjects of the study's folds by ``evaluate_rounds``; the last round is the method's model,
+scored by the evaluation stage (the same numbers as the dataset's tables).
+
+``spar`` (the SPAR paper's comparison): a dataset (leave-one-out) whose scored methods are the plain
+segmenter and the regularised ones; its tables are the comparison (mean ± SD, paired tests) and each
+regularised method's first fold gets the figure of its latent codes per epoch (``spar_latents``).
+
+A shipped study whose dataset a user's own configuration replaced is dropped
+(:func:`mskseg.workflow.compose.compose_config`); a study the user declares is checked here, when the
+workflow loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mskseg.errors import ConfigError
+from mskseg.workflow.checkpoints import CheckpointTables
+from mskseg.workflow.config import canonical
+from mskseg.workflow.paths import entity_path, model_path
+from mskseg.workflow.plan import Plan
+from mskseg.workflow.settings import TABLE_METRICS, evaluation_settings
+
+#: the study that regenerates the hip paper's Table 1
+HIP_TRANSFER = "hip_transfer"
+#: the SPAR paper's comparison of regularisers
+SPAR = "spar"
+
+
+@dataclass(frozen=True)
+class TransferStudy:
+    """The parsed ``studies.hip_transfer`` block: dataset, rows (label, method), reference label, metrics,
+    how many folds (None: all), whether ``all`` includes it."""
+
+    dataset: str
+    rows: tuple[tuple[str, str], ...]
+    reference: str
+    metrics: tuple[str, ...]
+    folds: int | None
+    in_all: bool
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any], plan: Plan) -> TransferStudy:
+        """Parse and check the block against the plan (errors name the key)."""
+        key = f"studies.{HIP_TRANSFER}"
+        dataset = block["dataset"]
+        if dataset not in plan.training:
+            raise ConfigError(f"{key}.dataset: {dataset!r} is not a dataset this run trains on ({list(plan.training)})")
+        rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
+        labels = [label for label, _ in rows]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{key}.rows: labels must differ, got {labels}")
+        trained = plan[dataset].trained
+        for label, method in rows:
+            spec = trained.get(method)
+            if spec is None:
+                raise ConfigError(f"{key}.rows: {label}: {method!r} is not a trained method of {dataset!r} "
+                                  f"({list(trained)})")
+            if spec.interactive is None or len(spec.views) != 1:
+                raise ConfigError(f"{key}.rows: {label}: method {method!r} must fine-tune in interactive rounds on "
+                                  f"one view (interactive: {spec.interactive}, views: {spec.views})")
+        reference = block.get("reference") or labels[0]
+        if reference not in labels:
+            raise ConfigError(f"{key}.reference: {reference!r} is not a row label ({labels})")
+        metrics = tuple(block["metrics"])
+        unknown = [m for m in metrics if m not in TABLE_METRICS]
+        if unknown:
+            raise ConfigError(f"{key}.metrics: unknown {unknown}; known: {list(TABLE_METRICS)}")
+        return cls(dataset, rows, reference, metrics, block.get("folds"), bool(block.get("in_all", True)))
+
+
+@dataclass(frozen=True)
+class SparStudy:
+    """The parsed ``studies.spar`` block: the dataset whose scored methods are the comparison (its tables:
+    mean ± SD and paired tests), the regularised ones among them (their latent-code figures), whether
+    ``all`` includes it."""
+
+    dataset: str
+    methods: tuple[str, ...]
+    regularised: tuple[str, ...]
+    in_all: bool
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any], plan: Plan) -> SparStudy:
+        """Parse and check the block against the plan (errors name the key)."""
+        key = f"studies.{SPAR}"
+        dataset = block["dataset"]
+        if dataset not in plan.training:
+            raise ConfigError(f"{key}.dataset: {dataset!r} is not a dataset this run trains on ({list(plan.training)})")
+        methods = tuple(plan[dataset].evaluated)
+        trained = plan[dataset].trained
+        regularised = tuple(m for m in methods if m in trained and trained[m].regularisation is not None)
+        if not regularised:
+            raise ConfigError(f"{key}: dataset {dataset!r} scores no method with a `regularisation` block "
+                              f"(evaluation.methods: {list(methods)})")
+        return cls(dataset, methods, regularised, bool(block.get("in_all", False)))
+
+
+class StudyInputs:
+    """Input functions of the studies' rules (``evaluate_rounds``, ``hip_transfer_table``) and targets."""
+
+    def __init__(self, plan: Plan, tables: CheckpointTables) -> None:
+        self.plan = plan
+        self.checkpoints = tables
+        studies = plan.studies
+        self.transfer = TransferStudy.from_config(studies[HIP_TRANSFER], plan) if HIP_TRANSFER in studies else None
+        self.spar = SparStudy.from_config(studies[SPAR], plan) if SPAR in studies else None
+
+    def _transfer(self) -> TransferStudy:
+        if self.transfer is None:
+            raise ConfigError(f"no studies.{HIP_TRANSFER} block in the configuration")
+        return self.transfer
+
+    def study_folds(self) -> list[str]:
+        """The hip_transfer study's folds: the dataset's first ``folds`` (all when not set)."""
+        study = self._transfer()
+        folds = self.checkpoints.folds(study.dataset)
+        return folds[:study.folds] if study.folds else folds
+
+    def round_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """``evaluate_rounds``: the model's files (its one view) and the fold's test images and masks."""
+        d, m, f = wildcards.dataset, wildcards.method, wildcards.fold
+        view = self.plan[d].trained[m].views[0]
+        subjects = self.checkpoints.fold_subjects(d, f, "test")
+        files = {kind: model_path(d, suffix, method=m, fold=f, view=view)
+                 for kind, suffix in (("model", "model.pt"), ("info", "model.json"), ("round_weights", "rounds.pt"),
+                                      ("rounds", "rounds.csv"))}
+        files["images"] = [entity_path("preprocess", d, "image.nii.gz", subject=s) for s in subjects]
+        files["masks"] = [entity_path("preprocess", d, "mask.nii.gz", subject=s) for s in subjects]
+        return files
+
+    def round_subjects(self, wildcards: Any) -> list[str]:
+        """The fold's test subjects (the order of ``round_inputs``' images)."""
+        return self.checkpoints.fold_subjects(wildcards.dataset, wildcards.fold, "test")
+
+    def round_settings(self, wildcards: Any) -> dict[str, Any]:
+        """What the round scores depend on besides the files: the evaluation settings (canonical)."""
+        return canonical(evaluation_settings(self.plan[wildcards.dataset].config))
+
+    def latents_input(self, wildcards: Any) -> str:
+        """``spar_latents``: the latent codes a regularised training recorded."""
+        spec = self.plan[wildcards.dataset].trained[wildcards.method]
+        return model_path(wildcards.dataset, "latents.npz", method=wildcards.method, fold=wildcards.fold,
+                          view=spec.view)
+
+    def _cells(self) -> list[tuple[str, str, str]]:
+        """(label, method, fold) of every trained model the table reads."""
+        study = self._transfer()
+        return [(label, method, f) for label, method in study.rows for f in self.study_folds()]
+
+    def transfer_inputs(self, wildcards: Any = None) -> dict[str, list[str]]:
+        """The table's inputs: per row and fold the earlier rounds' scores and the rounds table; per test
+        subject the evaluation stage's metrics of the last round (in :meth:`transfer_params`' order)."""
+        study = self._transfer()
+        d = study.dataset
+        inputs: dict[str, list[str]] = {"earlier": [], "rounds": [], "final": []}
+        for _, method, f in self._cells():
+            view = self.plan[d].trained[method].views[0]
+            inputs["earlier"].append(entity_path("evaluation", d, "rounds.csv", method=method, fold=f))
+            inputs["rounds"].append(model_path(d, "rounds.csv", method=method, fold=f, view=view))
+            inputs["final"] += [entity_path("evaluation", d, "metrics.csv", subject=s, method=method)
+                                for s in self.checkpoints.fold_subjects(d, f, "test")]
+        return inputs
+
+    def transfer_params(self, wildcards: Any = None) -> dict[str, Any]:
+        """Rows, reference, metrics and the (label, fold, subject) of each final metrics file (canonical)."""
+        study = self._transfer()
+        cells = [[label, f] for label, _, f in self._cells()]
+        final = [[label, f, s] for label, _, f in self._cells()
+                 for s in self.checkpoints.fold_subjects(study.dataset, f, "test")]
+        return canonical({"dataset": study.dataset, "labels": [label for label, _ in study.rows],
+                          "methods": [method for _, method in study.rows], "reference": study.reference,
+                          "metrics": list(study.metrics), "cells": cells, "final": final})
+
+
+__all__ = ["HIP_TRANSFER", "SPAR", "SparStudy", "StudyInputs", "TransferStudy"]

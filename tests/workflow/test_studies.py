@@ -1,0 +1,182 @@
+"""The studies' plan and input functions: the hip paper's Table 1 (studies.hip_transfer)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mskseg.errors import ConfigError
+from mskseg.workflow.compose import compose_config
+from mskseg.workflow.load import Workflow
+from mskseg.workflow.plan import Plan
+from mskseg.workflow.studies import TransferStudy
+from tests.workflow.fakes import REPO, FakeCheckpoints, demo_config, splits_table, wildcards
+
+HIP = [f"hip{i:03d}" for i in range(8)]
+HIP_FOLDS = {"0": {"train": HIP[:4], "val": HIP[4:6], "test": HIP[6:8]},
+             "1": {"train": HIP[2:6], "val": HIP[6:8], "test": HIP[:2]},
+             "2": {"train": HIP[4:8], "val": HIP[:2], "test": HIP[2:4]}}
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return Plan.from_config(demo_config())
+
+
+@pytest.fixture
+def wf(plan, tmp_path: Path) -> Workflow:
+    cps = FakeCheckpoints()
+    cps.qc_done("hip", tmp_path, passed=HIP, failed=[])
+    cps.splits_done("hip", tmp_path, splits_table(HIP_FOLDS))
+    return Workflow.build(plan, cps)
+
+
+def test_the_shipped_study_is_the_papers_table_with_its_ablations(wf) -> None:
+    study = wf.studies.transfer
+    assert study.dataset == "hip" and study.reference == "full"
+    assert [label for label, _ in study.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet"]
+    assert study.metrics[:3] == ("dice", "hd_mm", "hd95_mm") and "gap_dice" in study.metrics
+    assert wf.targets.hip_transfer() == ["results/studies/hip_transfer/table.md",
+                                         "results/studies/hip_transfer/table.csv"]
+    assert wf.targets.studies() == wf.targets.hip_transfer()  # the default target makes it
+
+
+def test_round_inputs_are_the_models_files_and_the_folds_test_subjects(wf) -> None:
+    w = wildcards(dataset="hip", method="unet3dRecipe", fold="1")
+    files = wf.studies.round_inputs(w)
+    assert files["model"] == "results/models/hip/method-unet3dRecipe_fold-1_view-3d_model.pt"
+    assert files["round_weights"].endswith("view-3d_rounds.pt") and files["rounds"].endswith("view-3d_rounds.csv")
+    assert files["images"] == [f"results/preprocess/hip/sub-{s}_image.nii.gz" for s in HIP[:2]]
+    assert files["masks"] == [f"results/preprocess/hip/sub-{s}_mask.nii.gz" for s in HIP[:2]]
+    assert wf.studies.round_subjects(w) == HIP[:2]
+    assert wf.studies.round_settings(w)["collision_eps_mm"] == 6.0
+
+
+def test_the_table_reads_every_row_and_fold_and_the_last_rounds_from_the_evaluation_stage(wf) -> None:
+    inputs, params = wf.studies.transfer_inputs(), wf.studies.transfer_params()
+    assert len(inputs["earlier"]) == len(inputs["rounds"]) == 4 * 2 == len(params["cells"])  # the first 2 folds
+    assert inputs["earlier"][0] == "results/evaluation/hip/method-unet2d_fold-0_rounds.csv"
+    assert inputs["rounds"][0] == "results/models/hip/method-unet2d_fold-0_view-axial_rounds.csv"
+    assert len(inputs["final"]) == len(params["final"]) == 4 * 2 * 2  # two test subjects per fold
+    assert inputs["final"][0] == "results/evaluation/hip/sub-hip006_method-unet2d_metrics.csv"
+    assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["3DUNet", "1"]
+    assert params["labels"] == ["full", "NoPretrain", "NoWeight", "3DUNet"]  # the config's order, not sorted
+
+
+def test_a_study_on_every_fold(plan, tmp_path) -> None:
+    config = copy.deepcopy(dict(plan.config))
+    config["studies"]["hip_transfer"]["folds"] = None
+    cps = FakeCheckpoints()
+    cps.qc_done("hip", tmp_path, passed=HIP, failed=[])
+    cps.splits_done("hip", tmp_path, splits_table(HIP_FOLDS))
+    wf = Workflow.build(Plan.from_config(config), cps)
+    assert {f for _, f in wf.studies.transfer_params()["cells"]} == {"0", "1", "2"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"dataset": "nope"}, "not a dataset this run trains on"),
+    ({"rows": [{"label": "a", "method": "perturbedMild"}]}, "not a trained method"),
+    ({"rows": [{"label": "a", "method": "unet2d"}, {"label": "a", "method": "unet2dNoWeight"}]}, "labels must differ"),
+    ({"reference": "best"}, "not a row label"),
+    ({"metrics": ["dice", "speed"]}, "unknown"),
+])
+def test_bad_study_settings_are_named(plan, change, message) -> None:
+    block = {**plan.config["studies"]["hip_transfer"], **change}
+    with pytest.raises(ConfigError, match=message):
+        TransferStudy.from_config(block, plan)
+
+
+def test_a_method_without_rounds_cannot_be_a_row(plan) -> None:
+    config = copy.deepcopy(dict(plan.config))
+    config["datasets"]["hip"]["methods"]["unet2dNoPretrain"].pop("interactive")
+    with pytest.raises(ConfigError, match="interactive rounds"):
+        TransferStudy.from_config(config["studies"]["hip_transfer"], Plan.from_config(config))
+
+
+def test_a_shipped_study_goes_with_its_dataset_but_a_declared_one_stays() -> None:
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    own = {"datasets": {"mine": {"template": "knee"}}}
+    config = {**shipped, "datasets": {**shipped["datasets"], **own["datasets"]}}
+    assert "hip_transfer" not in compose_config(config, own, shipped)["studies"]
+    declared = {**own, "studies": {"hip_transfer": shipped["studies"]["hip_transfer"]}}
+    with pytest.raises(ConfigError, match=r"studies\.hip_transfer\.dataset: 'hip' is not a dataset of this run"):
+        compose_config(config, declared, shipped)  # a study the user declares on a dataset they did not
+    mine = {"datasets": {"mine": {"template": "hip"}}, "studies": {"hip_transfer": {
+        **shipped["studies"]["hip_transfer"], "dataset": "mine"}}}
+    assert compose_config({**config, **mine}, mine, shipped)["studies"]["hip_transfer"]["dataset"] == "mine"
+
+
+SPAR_SUBJECTS = [f"kneespar{i:03d}" for i in range(5)]
+
+
+@pytest.fixture
+def spar_wf(plan, tmp_path: Path) -> Workflow:
+    cps = FakeCheckpoints()
+    cps.qc_done("kneespar", tmp_path, passed=SPAR_SUBJECTS, failed=[])
+    folds = {str(i): {"train": [s for j, s in enumerate(SPAR_SUBJECTS) if j not in (i, (i + 1) % 5)],
+                      "val": [SPAR_SUBJECTS[(i + 1) % 5]], "test": [SPAR_SUBJECTS[i]]} for i in range(5)}
+    cps.splits_done("kneespar", tmp_path, splits_table(folds))
+    return Workflow.build(plan, cps)
+
+
+def test_the_regularised_methods_share_one_auto_encoder_per_fold(spar_wf) -> None:
+    inputs = {m: spar_wf.segmentation.regularised_inputs(wildcards(dataset="kneespar", method=m, fold="2",
+                                                                    view="sagittal"))
+              for m in ("unet", "adversarialMask", "shapePrior", "spar")}
+    weights = {i["autoencoder_weights"] for i in inputs.values()}
+    assert len(weights) == 1  # equal auto-encoder settings and seed: trained once
+    path = weights.pop()
+    assert path.startswith("results/models/kneespar/autoencoder-")
+    assert path.endswith("_fold-2_view-sagittal_autoencoder.pt")
+    assert inputs["spar"]["train_mask"] == [f"results/preprocess/kneespar/sub-{s}_mask.nii.gz"
+                                            for s in SPAR_SUBJECTS if s not in ("kneespar002", "kneespar003")]
+    key = path.split("autoencoder-")[1][:10]
+    w = wildcards(dataset="kneespar", aekey=key, fold="2", view="sagittal")
+    assert spar_wf.segmentation.autoencoder_inputs(w)["masks"] == inputs["spar"]["train_mask"]
+    settings = spar_wf.segmentation.autoencoder_settings(w)
+    assert settings["seed"] == 1 and settings["settings"]["autoencoder_base"] == 8
+    assert settings["subjects"] == ["kneespar000", "kneespar001", "kneespar004"]
+    with pytest.raises(ValueError, match="no regularised method"):
+        spar_wf.segmentation.autoencoder_settings(wildcards(dataset="kneespar", aekey="0" * 10, fold="2",
+                                                            view="sagittal"))
+
+
+def test_each_training_rule_takes_its_own_methods(plan) -> None:
+    import re
+
+    plain, regularised = plan.trained_pattern(regularised=False), plan.trained_pattern(regularised=True)
+    for method in ("unet", "adversarialMask", "shapePrior", "spar"):
+        assert re.fullmatch(regularised, method) and not re.fullmatch(plain, method)
+    for method in ("unet2d", "unet3dRecipe", "mpunet"):
+        assert re.fullmatch(plain, method) and not re.fullmatch(regularised, method)
+
+
+def test_the_spar_study_is_its_own_target_and_stays_out_of_the_default_one(plan, spar_wf) -> None:
+    assert "kneespar" in plan.datasets and "kneespar" not in plan.default_plan().datasets
+    assert "hip" in plan.default_plan().datasets  # named by hip_transfer, which `all` makes
+    assert not any("kneespar" in p for p in spar_wf.targets.data() + spar_wf.targets.qc())
+    assert spar_wf.targets.studies() == spar_wf.targets.hip_transfer()
+    targets = spar_wf.targets.spar()
+    assert "results/tables/kneespar/metric-ravd_table.md" in targets
+    assert "results/tables/kneespar/metric-hd_mm_stats.csv" in targets
+    assert [t for t in targets if t.endswith("latents.png")] == [
+        f"results/plots/kneespar/method-{m}_fold-0_latents.png" for m in ("unet", "adversarialMask", "shapePrior",
+                                                                          "spar")]
+    from mskseg.workflow.targets import Targets
+
+    config = {**plan.config, "studies": {"spar": {"dataset": "kneespar", "in_all": True}}}
+    models = Targets(Plan(config, {"kneespar": plan["kneespar"]}), spar_wf.tables).models()
+    assert "results/models/kneespar/method-spar_fold-4_view-sagittal_latents.npz" in models
+    assert not any("kneespar" in m and m.endswith("rounds.csv") for m in models)
+    w = wildcards(dataset="kneespar", method="spar", fold="0")
+    assert spar_wf.studies.latents_input(w) == "results/models/kneespar/method-spar_fold-0_view-sagittal_latents.npz"
+
+
+def test_a_spar_study_needs_a_regularised_method(plan) -> None:
+    from mskseg.workflow.studies import SparStudy
+
+    with pytest.raises(ConfigError, match="no method with a `regularisation` block"):
+        SparStudy.from_config({"dataset": "knee"}, plan)
