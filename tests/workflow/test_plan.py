@@ -63,10 +63,10 @@ def test_a_bad_training_setting_fails_when_the_plan_is_made(config) -> None:
 
 # ---- plan -------------------------------------------------------------------------------------
 def test_the_plan_of_the_demo(plan) -> None:
-    assert list(plan.datasets) == ["knee", "hip", "kneespar", "kneescans", "hipscans"]
+    assert list(plan.datasets) == ["knee", "hip", "hipspar", "kneescans", "hipscans"]
     assert plan.synthetic == list(plan.datasets)
-    assert list(plan.training) == ["knee", "hip", "kneespar"] and list(plan.segmenting) == ["kneescans", "hipscans"]
-    assert list(plan.default_plan().training) == ["knee", "hip"]  # kneespar: only the spar study's (not in all)
+    assert list(plan.training) == ["knee", "hip", "hipspar"] and list(plan.segmenting) == ["kneescans", "hipscans"]
+    assert list(plan.default_plan().training) == ["knee", "hip"]  # hipspar: only the spar study's (not in all)
     scans = plan["kneescans"]
     assert scans.methods == {} and scans.shape_models == {} and scans.evaluated == [] and scans.trained == {}
     assert scans.row("knee001")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
@@ -102,7 +102,7 @@ def test_wildcard_constraints(plan) -> None:
     assert plan.method_pattern("trained") == ("adversarialMask|mpunet|mpunetNoPretrain|mpunetNoWeight|shapePrior|spar|"
                                               "unet|unet2d|unet2dNoPretrain|unet2dNoWeight|unet3dRecipe")
     assert plan.method_pattern("files") == NOTHING and not re.fullmatch(NOTHING, "")
-    assert plan.synthetic_pattern() == "knee|hip|kneespar|kneescans|hipscans"
+    assert plan.synthetic_pattern() == "knee|hip|hipspar|kneescans|hipscans"
 
 
 def test_manifests_of_every_source(tmp_path: Path, config) -> None:

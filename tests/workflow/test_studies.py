@@ -109,39 +109,39 @@ def test_a_shipped_study_goes_with_its_dataset_but_a_declared_one_stays() -> Non
     assert compose_config({**config, **mine}, mine, shipped)["studies"]["hip_transfer"]["dataset"] == "mine"
 
 
-SPAR_SUBJECTS = [f"kneespar{i:03d}" for i in range(5)]
+SPAR_SUBJECTS = [f"hipspar{i:03d}" for i in range(5)]
 
 
 @pytest.fixture
 def spar_wf(plan, tmp_path: Path) -> Workflow:
     cps = FakeCheckpoints()
-    cps.qc_done("kneespar", tmp_path, passed=SPAR_SUBJECTS, failed=[])
+    cps.qc_done("hipspar", tmp_path, passed=SPAR_SUBJECTS, failed=[])
     folds = {str(i): {"train": [s for j, s in enumerate(SPAR_SUBJECTS) if j not in (i, (i + 1) % 5)],
                       "val": [SPAR_SUBJECTS[(i + 1) % 5]], "test": [SPAR_SUBJECTS[i]]} for i in range(5)}
-    cps.splits_done("kneespar", tmp_path, splits_table(folds))
+    cps.splits_done("hipspar", tmp_path, splits_table(folds))
     return Workflow.build(plan, cps)
 
 
 def test_the_regularised_methods_share_one_auto_encoder_per_fold(spar_wf) -> None:
-    inputs = {m: spar_wf.segmentation.regularised_inputs(wildcards(dataset="kneespar", method=m, fold="2",
-                                                                    view="sagittal"))
+    inputs = {m: spar_wf.segmentation.regularised_inputs(wildcards(dataset="hipspar", method=m, fold="2",
+                                                                    view="axial"))
               for m in ("unet", "adversarialMask", "shapePrior", "spar")}
     weights = {i["autoencoder_weights"] for i in inputs.values()}
     assert len(weights) == 1  # equal auto-encoder settings and seed: trained once
     path = weights.pop()
-    assert path.startswith("results/models/kneespar/autoencoder-")
-    assert path.endswith("_fold-2_view-sagittal_autoencoder.pt")
-    assert inputs["spar"]["train_mask"] == [f"results/preprocess/kneespar/sub-{s}_mask.nii.gz"
-                                            for s in SPAR_SUBJECTS if s not in ("kneespar002", "kneespar003")]
+    assert path.startswith("results/models/hipspar/autoencoder-")
+    assert path.endswith("_fold-2_view-axial_autoencoder.pt")
+    assert inputs["spar"]["train_mask"] == [f"results/preprocess/hipspar/sub-{s}_mask.nii.gz"
+                                            for s in SPAR_SUBJECTS if s not in ("hipspar002", "hipspar003")]
     key = path.split("autoencoder-")[1][:10]
-    w = wildcards(dataset="kneespar", aekey=key, fold="2", view="sagittal")
+    w = wildcards(dataset="hipspar", aekey=key, fold="2", view="axial")
     assert spar_wf.segmentation.autoencoder_inputs(w)["masks"] == inputs["spar"]["train_mask"]
     settings = spar_wf.segmentation.autoencoder_settings(w)
     assert settings["seed"] == 1 and settings["settings"]["autoencoder_base"] == 8
-    assert settings["subjects"] == ["kneespar000", "kneespar001", "kneespar004"]
+    assert settings["subjects"] == ["hipspar000", "hipspar001", "hipspar004"]
     with pytest.raises(ValueError, match="no regularised method"):
-        spar_wf.segmentation.autoencoder_settings(wildcards(dataset="kneespar", aekey="0" * 10, fold="2",
-                                                            view="sagittal"))
+        spar_wf.segmentation.autoencoder_settings(wildcards(dataset="hipspar", aekey="0" * 10, fold="2",
+                                                            view="axial"))
 
 
 def test_each_training_rule_takes_its_own_methods(plan) -> None:
@@ -155,24 +155,24 @@ def test_each_training_rule_takes_its_own_methods(plan) -> None:
 
 
 def test_the_spar_study_is_its_own_target_and_stays_out_of_the_default_one(plan, spar_wf) -> None:
-    assert "kneespar" in plan.datasets and "kneespar" not in plan.default_plan().datasets
+    assert "hipspar" in plan.datasets and "hipspar" not in plan.default_plan().datasets
     assert "hip" in plan.default_plan().datasets  # named by hip_transfer, which `all` makes
-    assert not any("kneespar" in p for p in spar_wf.targets.data() + spar_wf.targets.qc())
+    assert not any("hipspar" in p for p in spar_wf.targets.data() + spar_wf.targets.qc())
     assert spar_wf.targets.studies() == spar_wf.targets.hip_transfer()
     targets = spar_wf.targets.spar()
-    assert "results/tables/kneespar/metric-ravd_table.md" in targets
-    assert "results/tables/kneespar/metric-hd_mm_stats.csv" in targets
+    assert "results/tables/hipspar/metric-ravd_table.md" in targets
+    assert "results/tables/hipspar/metric-hd_mm_stats.csv" in targets
     assert [t for t in targets if t.endswith("latents.png")] == [
-        f"results/plots/kneespar/method-{m}_fold-0_latents.png" for m in ("unet", "adversarialMask", "shapePrior",
+        f"results/plots/hipspar/method-{m}_fold-0_latents.png" for m in ("unet", "adversarialMask", "shapePrior",
                                                                           "spar")]
     from mskseg.workflow.targets import Targets
 
-    config = {**plan.config, "studies": {"spar": {"dataset": "kneespar", "in_all": True}}}
-    models = Targets(Plan(config, {"kneespar": plan["kneespar"]}), spar_wf.tables).models()
-    assert "results/models/kneespar/method-spar_fold-4_view-sagittal_latents.npz" in models
-    assert not any("kneespar" in m and m.endswith("rounds.csv") for m in models)
-    w = wildcards(dataset="kneespar", method="spar", fold="0")
-    assert spar_wf.studies.latents_input(w) == "results/models/kneespar/method-spar_fold-0_view-sagittal_latents.npz"
+    config = {**plan.config, "studies": {"spar": {"dataset": "hipspar", "in_all": True}}}
+    models = Targets(Plan(config, {"hipspar": plan["hipspar"]}), spar_wf.tables).models()
+    assert "results/models/hipspar/method-spar_fold-4_view-axial_latents.npz" in models
+    assert not any("hipspar" in m and m.endswith("rounds.csv") for m in models)
+    w = wildcards(dataset="hipspar", method="spar", fold="0")
+    assert spar_wf.studies.latents_input(w) == "results/models/hipspar/method-spar_fold-0_view-axial_latents.npz"
 
 
 def test_a_spar_study_needs_a_regularised_method(plan) -> None:

@@ -13,14 +13,17 @@ The rest, by job:
   :mod:`~mskseg.nn.multiplanar` (MPUNet's views), :mod:`~mskseg.nn.engine` (the loop),
   :mod:`~mskseg.nn.checkpoint` (resumable state and epoch files), :mod:`~mskseg.nn.history`,
   :mod:`~mskseg.nn.validation` (whole volumes or sampled slices), :mod:`~mskseg.nn.fit` (one view's
-  model), :mod:`~mskseg.nn.transfer` (interactive rounds), :mod:`~mskseg.nn.training` (what the rules run);
+  model), :mod:`~mskseg.nn.transfer` (interactive rounds), :mod:`~mskseg.nn.training` (what the rules run),
+  :mod:`~mskseg.nn.round_eval` (the test subjects after every round: the hip paper's Table 1);
 * prediction -- :mod:`~mskseg.nn.inference` (slices, sliding windows), :mod:`~mskseg.nn.predict`,
   :mod:`~mskseg.nn.model_info`, :mod:`~mskseg.nn.fusion` (three-plane weights), :mod:`~mskseg.nn.device`;
 * the knee paper's method -- :mod:`~mskseg.nn.shape_crop`, :mod:`~mskseg.nn.shape_regression`,
   :mod:`~mskseg.nn.shape_fitting_train` (a fold's trainings), :mod:`~mskseg.nn.shape_fitting` (one volume,
   timed per step), :mod:`~mskseg.nn.on_device` (its steps on tensors that stay on the device);
 * new scans and bundles -- :mod:`~mskseg.nn.segment`, :mod:`~mskseg.nn.bundle`, :mod:`~mskseg.nn.export`;
-* SPAR -- :mod:`~mskseg.nn.models.spar` (auto-encoder, discriminators), :mod:`~mskseg.nn.spar` (the steps).
+* SPAR -- :mod:`~mskseg.nn.models.spar` (auto-encoder, discriminators), :mod:`~mskseg.nn.spar` (the steps),
+  :mod:`~mskseg.nn.spar_regulariser` (the engine's loss and companion, the latent codes),
+  :mod:`~mskseg.nn.spar_train` (the auto-encoder's and the regularised segmenter's trainings).
 
 Nothing is imported here, so ``import mskseg.nn`` stays cheap; import the submodules.
 """

@@ -190,7 +190,8 @@ def _discriminator(settings: SparSettings, n_classes: int, latent_channels: int,
         torch.manual_seed(seed + _DISCRIMINATOR_SEED)
         if settings.regulariser == "spar":
             return LatentDiscriminator(latent_channels, n_layers=settings.discriminator_layers)
-        return MaskDiscriminator(n_classes, n_layers=settings.discriminator_layers)
+        return MaskDiscriminator(n_classes, n_layers=settings.discriminator_layers,
+                                 width=settings.mask_discriminator_width)
 
 
 class ShapeRegulariser:

@@ -28,7 +28,8 @@ class SparSettings(_Settings):
 
     ``regulariser``: one of :data:`REGULARISERS`; ``lam``: weight of the term (1e-2, dimensionless);
     ``discriminator_lr``: Adam learning rate of the discriminator (1e-4); ``discriminator_layers``:
-    its halving layers (3); ``autoencoder_lr``: Adam learning rate of the shape auto-encoder (1e-2);
+    its halving layers (3); ``mask_discriminator_width``: the features the adversarial baseline's
+    discriminator lifts the label maps to (64; divisible by ``2**discriminator_layers``); ``autoencoder_lr``: Adam learning rate of the shape auto-encoder (1e-2);
     ``autoencoder_epochs``: its epochs (the paper gives none; 10 like the segmenter);
     ``autoencoder_batch_size``: its 2D slices per batch (32);
     ``autoencoder_base``/``autoencoder_depth``/``latent_channels``: its width, poolings and code
@@ -42,6 +43,7 @@ class SparSettings(_Settings):
     lam: float = 1e-2
     discriminator_lr: float = 1e-4
     discriminator_layers: int = 3
+    mask_discriminator_width: int = 64
     autoencoder_lr: float = 1e-2
     autoencoder_epochs: int = 10
     autoencoder_batch_size: int = 32
@@ -58,7 +60,7 @@ class SparSettings(_Settings):
         for name in ("discriminator_lr", "autoencoder_lr"):
             object.__setattr__(self, name, _bounded_real(where(name), getattr(self, name), low=0.0, inclusive=False))
         for name in ("autoencoder_epochs", "autoencoder_batch_size", "autoencoder_base", "autoencoder_depth",
-                     "discriminator_layers"):
+                     "discriminator_layers", "mask_discriminator_width"):
             object.__setattr__(self, name, _positive_int(where(name), getattr(self, name)))
         if self.latent_channels is not None:
             object.__setattr__(self, "latent_channels",
@@ -66,6 +68,9 @@ class SparSettings(_Settings):
         if self.codes % 2**self.discriminator_layers:
             raise ValueError(f"{where('discriminator_layers')}: {self.discriminator_layers} layer(s) halve the "
                              f"{self.codes} code features; they must be divisible by {2**self.discriminator_layers}")
+        if self.mask_discriminator_width % 2**self.discriminator_layers:
+            raise ValueError(f"{where('mask_discriminator_width')}: {self.mask_discriminator_width} is not divisible "
+                             f"by {2**self.discriminator_layers} ({self.discriminator_layers} halving layers)")
 
     @property
     def codes(self) -> int:
