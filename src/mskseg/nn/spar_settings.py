@@ -29,7 +29,8 @@ class SparSettings(_Settings):
     ``regulariser``: one of :data:`REGULARISERS`; ``lam``: weight of the term (1e-2, dimensionless);
     ``discriminator_lr``: Adam learning rate of the discriminator (1e-4); ``discriminator_layers``:
     its halving layers (3); ``mask_discriminator_width``: the features the adversarial baseline's
-    discriminator lifts the label maps to (64; divisible by ``2**discriminator_layers``); ``autoencoder_lr``: Adam learning rate of the shape auto-encoder (1e-2);
+    discriminator lifts the label maps to (64; divisible by ``2**discriminator_layers``);
+    ``autoencoder_lr``: Adam learning rate of the shape auto-encoder (1e-2);
     ``autoencoder_epochs``: its epochs (the paper gives none; 10 like the segmenter);
     ``autoencoder_batch_size``: its 2D slices per batch (32);
     ``autoencoder_base``/``autoencoder_depth``/``latent_channels``: its width, poolings and code
