@@ -224,10 +224,9 @@ def test_evaluation(wf) -> None:
     assert wf.evaluation.settings(w) == {"collision_eps_mm": 6.0, "fov_axis": "SI", "gap_eps_mm": 10.0,
                                          "percentile": 95.0, "threads": 1}
     assert wf.evaluation.labels(w)["sacrum"] == 5 and wf.evaluation.threads(w) == 1
-    assert wf.evaluation.method_tables("fov.csv")(w) == ["results/evaluation/hip/method-unet2d_fov.csv",
-                                                         "results/evaluation/hip/method-perturbedMild_fov.csv"]
+    assert wf.evaluation.method_tables("fov.csv")(w) == ["results/evaluation/hip/method-unet2d_fov.csv"]
     table = wf.evaluation.table_settings(w)
-    assert table["methods"] == ["unet2d", "perturbedMild"] and table["structures"][-1] == "all"
+    assert table["methods"] == ["unet2d"] and table["structures"][-1] == "all"
     assert wf.evaluation.metric_tables(w)[-1] == "results/tables/hip/metric-collisions_table.md"
     assert wf.evaluation.study_sizes(w) == {} and wf.evaluation.study_inputs(w) == []
 

@@ -84,7 +84,7 @@ def test_the_plan_of_the_demo(plan) -> None:
     assert set(hip.trained) == {"unet2d", "unet2dNoPretrain", "unet2dNoWeight", "unet3dRecipe", "mpunet",
                                 "mpunetNoPretrain", "mpunetNoWeight"} and isinstance(hip.trained["mpunet"], MethodSpec)
     assert hip.trained["mpunet"].multiplanar.dim == 64 and hip.trained["unet2d"].interactive.rounds == (2, 4)
-    assert knee.evaluated == ["unet2d", "shapefit", "perturbedMild"]
+    assert knee.evaluated == ["unet2d", "shapefit"]
     assert set(knee.fitted) == {"shapefit"} and knee.fitted["shapefit"].presegmentation == "unet2d"
     assert knee.fitted["shapefit"].landmarks.counts == {"femur": 100, "tibia": 30} and hip.fitted == {}
     assert plan.batch_size == 20 and set(plan.with_shape_models) == {"knee", "hip"}
@@ -246,7 +246,7 @@ def test_each_stage_reads_its_settings(config) -> None:
 
     knee = config["datasets"]["knee"]
     assert source_kind(knee) == "synthetic" and source_kind({"source": {"layout": {}}}) == "layout"
-    assert evaluated_methods(knee) == ["unet2d", "shapefit", "perturbedMild"]
+    assert evaluated_methods(knee) == ["unet2d", "shapefit"]
     assert evaluated_methods({"methods": {"a": {}, "b": {}}}) == ["a", "b"]  # default: every method, config order
     assert evaluation_settings(knee) == {"percentile": 95.0, "gap_eps_mm": 10.0, "collision_eps_mm": None,
                                          "fov_axis": "LR", "threads": 1}

@@ -57,12 +57,12 @@ def test_round_inputs_are_the_models_files_and_the_folds_test_subjects(wf) -> No
 
 def test_the_table_reads_every_row_and_fold_and_the_last_rounds_from_the_evaluation_stage(wf) -> None:
     inputs, params = wf.studies.transfer_inputs(), wf.studies.transfer_params()
-    assert len(inputs["earlier"]) == len(inputs["rounds"]) == 4 * 2 == len(params["cells"])  # the first 2 folds
+    assert len(inputs["earlier"]) == len(inputs["rounds"]) == 4 == len(params["cells"])  # the demo: fold 0
     assert inputs["earlier"][0] == "results/evaluation/hip/method-unet2d_fold-0_rounds.csv"
     assert inputs["rounds"][0] == "results/models/hip/method-unet2d_fold-0_view-axial_rounds.csv"
-    assert len(inputs["final"]) == len(params["final"]) == 4 * 2 * 2  # two test subjects per fold
+    assert len(inputs["final"]) == len(params["final"]) == 4 * 2  # two test subjects per fold
     assert inputs["final"][0] == "results/evaluation/hip/sub-hip006_method-unet2d_metrics.csv"
-    assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["3DUNet", "1"]
+    assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["3DUNet", "0"]
     assert params["labels"] == ["full", "NoPretrain", "NoWeight", "3DUNet"]  # the config's order, not sorted
 
 
@@ -180,3 +180,14 @@ def test_a_spar_study_needs_a_regularised_method(plan) -> None:
 
     with pytest.raises(ConfigError, match="no method with a `regularisation` block"):
         SparStudy.from_config({"dataset": "knee"}, plan)
+
+
+def test_an_ablation_that_differs_after_the_pre_training_shares_it(wf) -> None:
+    inputs = {m: wf.segmentation.training_inputs(wildcards(dataset="hip", method=m, fold="0", view="axial"))
+              for m in ("unet2d", "unet2dNoWeight")}
+    shared = "results/models/hip/method-unet2d_fold-0_view-axial_pretrained.pt"
+    assert inputs["unet2d"]["pretrained"] == inputs["unet2dNoWeight"]["pretrained"] == shared
+    assert "pretrained" not in wf.segmentation.training_inputs(wildcards(dataset="hip", method="unet2dNoPretrain",
+                                                                         fold="0", view="axial"))
+    three_d = wf.segmentation.training_inputs(wildcards(dataset="hip", method="unet3dRecipe", fold="0", view="3d"))
+    assert three_d["pretrained"] == "results/models/hip/method-unet3dRecipe_fold-0_view-3d_pretrained.pt"

@@ -4,6 +4,7 @@ regularised training, fusion weights."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from mskseg.nn.method import MethodSpec
@@ -31,6 +32,11 @@ def method_from_params(method: str, settings: Mapping[str, Any]) -> tuple[Method
     """The typed method and its label map from the params of :meth:`SegmentationInputs.method_settings`
     (they travel as plain values: Snakemake re-runs a job when they change, which it cannot see in an object)."""
     return MethodSpec.from_config(method, settings["method"]), dict(settings["labels"])
+
+
+def _pretrain_key(spec: MethodSpec) -> str:
+    """What a method's pre-training depends on: its pre-training spec without the method's name."""
+    return repr(replace(spec.pretraining(), name=""))
 
 
 class SegmentationInputs:
@@ -70,9 +76,17 @@ class SegmentationInputs:
             for kind, files in subject_files(wildcards.dataset, subjects, kinds, spec.weight_map).items():
                 inputs[f"{role}_{kind}"] = files
         if spec.pretrain is not None:
-            inputs["pretrained"] = model_path(wildcards.dataset, "pretrained.pt", method=wildcards.method,
+            inputs["pretrained"] = model_path(wildcards.dataset, "pretrained.pt",
+                                              method=self.pretrain_owner(wildcards.dataset, wildcards.method),
                                               fold=wildcards.fold, view=wildcards.view)
         return inputs
+
+    def pretrain_owner(self, dataset: str, method: str) -> str:
+        """The first method of the dataset whose pre-training equals ``method``'s (network, view, loss, settings):
+        methods that differ only after the pre-training (an ablation's loss or weight map) share one."""
+        trained = self.plan[dataset].trained
+        key = _pretrain_key(trained[method])
+        return next(m for m, spec in trained.items() if spec.pretrain is not None and _pretrain_key(spec) == key)
 
     def pretraining_inputs(self, wildcards: Any) -> dict[str, list[str]]:
         """Images and poor masks of the fold's training and validation subjects."""
