@@ -15,6 +15,7 @@ rule reference_landmarks:
         truth=out("landmarks", "reference_truth.csv", bone="{bone}"),
     log:
         log_path("landmarks", "bone-{bone}_reference"),
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -44,6 +45,7 @@ rule warp_landmarks:
         log_path("landmarks", "sub-{subject}_structure-{structure}"),
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -68,6 +70,7 @@ rule landmarks_batch:
         log_path("landmarks", "batch-{batch}"),
     group:
         "shape"  # one cluster job per batch of subjects (profiles/slurm)
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/stats.yaml"
     threads: 1
@@ -90,6 +93,7 @@ rule correspondence_table:
         table=out("landmarks", "correspondence.tsv", bone="{bone}"),
     log:
         log_path("landmarks", "bone-{bone}_correspondence"),
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1

@@ -13,6 +13,7 @@ rule select_reference:
         mask=out("registration", "refmask.nii.gz", bone="{bone}"),
     log:
         log_path("registration", "bone-{bone}_reference"),
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 2
@@ -42,6 +43,7 @@ rule register_structure:
         "results/benchmarks/registration/{dataset}/sub-{subject}_structure-{structure}.tsv"
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
