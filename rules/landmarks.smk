@@ -43,9 +43,9 @@ rule warp_landmarks:
         quality=out("landmarks", "correspondence.json", subject="{subject}", structure="{structure}"),
     log:
         log_path("landmarks", "sub-{subject}_structure-{structure}"),
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -68,9 +68,9 @@ rule landmarks_batch:
         table=out("landmarks", "correspondence.tsv", batch="{batch}"),
     log:
         log_path("landmarks", "batch-{batch}"),
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # one cluster job per batch of subjects (profiles/slurm)
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/stats.yaml"
     threads: 1

@@ -41,9 +41,9 @@ rule register_structure:
         log_path("registration", "sub-{subject}_structure-{structure}"),
     benchmark:
         "results/benchmarks/registration/{dataset}/sub-{subject}_structure-{structure}.tsv"
+    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
