@@ -15,7 +15,6 @@ rule reference_landmarks:
         truth=out("landmarks", "reference_truth.csv", bone="{bone}"),
     log:
         log_path("landmarks", "bone-{bone}_reference"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -43,7 +42,6 @@ rule warp_landmarks:
         quality=out("landmarks", "correspondence.json", subject="{subject}", structure="{structure}"),
     log:
         log_path("landmarks", "sub-{subject}_structure-{structure}"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     conda:
@@ -68,7 +66,6 @@ rule landmarks_batch:
         table=out("landmarks", "correspondence.tsv", batch="{batch}"),
     log:
         log_path("landmarks", "batch-{batch}"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # one cluster job per batch of subjects (profiles/slurm)
     conda:
@@ -93,7 +90,6 @@ rule correspondence_table:
         table=out("landmarks", "correspondence.tsv", bone="{bone}"),
     log:
         log_path("landmarks", "bone-{bone}_correspondence"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1

@@ -13,7 +13,6 @@ rule select_reference:
         mask=out("registration", "refmask.nii.gz", bone="{bone}"),
     log:
         log_path("registration", "bone-{bone}_reference"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 2
@@ -41,7 +40,6 @@ rule register_structure:
         log_path("registration", "sub-{subject}_structure-{structure}"),
     benchmark:
         "results/benchmarks/registration/{dataset}/sub-{subject}_structure-{structure}.tsv"
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     group:
         "shape"  # with its batch: one cluster job per batch of subjects (profiles/slurm)
     conda:

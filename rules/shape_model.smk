@@ -17,7 +17,6 @@ rule shape_model:
         modes=out("shape", "modes.png", bone="{bone}", fold="{fold}"),
     log:
         log_path("shape", "bone-{bone}_fold-{fold}"),
-    priority: 20  # the shape models lead to the knee method's trainings: the demo's longest chain
     conda:
         "../envs/imaging.yaml"
     threads: 1

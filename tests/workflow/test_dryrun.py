@@ -36,8 +36,8 @@ def test_default_config_dry_run_plans_both_synthetic_datasets(tmp_path: Path) ->
     assert "synthesize_subject" in text and "qc_summary" in text
     counts = dict(line.split()[:2] for line in text.splitlines() if line.split()[:1] in (["synthesize_subject"],
                                                                                          ["qc_subject"]))
-    # 10 knee + 8 hip phantoms to train on, 2 + 2 new scans to segment (kneescans, hipscans)
-    assert counts == {"synthesize_subject": "22", "qc_subject": "22"}
+    # 10 knee + 8 hip phantoms to train on, 1 + 1 new scans to segment (kneescans, hipscans)
+    assert counts == {"synthesize_subject": "20", "qc_subject": "20"}
 
 
 def test_slurm_profile_submits_a_batch_of_subjects_chains_as_one_job_and_gpu_rules_alone(tmp_path: Path) -> None:

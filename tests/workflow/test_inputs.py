@@ -140,7 +140,7 @@ def test_shape(wf) -> None:
 def test_segmentation(wf) -> None:
     w = wildcards(dataset="knee", method="unet2d", fold="1", view="sagittal", wmap="unet")
     spec = wf.segmentation.spec(w)
-    assert spec.loss == "ce_distance" and spec.train.epochs == 30
+    assert spec.loss == "ce_distance" and spec.train.epochs == 24
     assert wf.segmentation.weight_map_settings(w) == {"erode_radius_mm": 0, "sigma_mm": 6.0, "w0": 10}
     params = wf.segmentation.method_settings(w)
     assert params["weight_map"] == wf.segmentation.weight_map_settings(w) and params["labels"]["tibia"] == 3
@@ -234,7 +234,7 @@ def test_evaluation(wf) -> None:
 def test_targets(wf) -> None:
     t = wf.targets
     assert t.data()[:2] == ["results/data/knee/manifest.tsv", "results/data/hip/manifest.tsv"]
-    assert len(t.data()) == 4 + 2 * (10 + 8 + 2 + 2)  # two datasets to train on, two of new scans
+    assert len(t.data()) == 4 + 2 * (10 + 8 + 1 + 1)  # two datasets to train on, two of new scans
     assert t.qc()[:4] == ["results/qc/knee/qc_table.tsv", "results/qc/knee/subjects.tsv",
                           "results/qc/hip/qc_table.tsv", "results/qc/hip/subjects.tsv"]
     assert len(t.qc()) == 8  # the new scans are checked too (kneescans, hipscans)

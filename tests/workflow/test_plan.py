@@ -69,7 +69,7 @@ def test_the_plan_of_the_demo(plan) -> None:
     assert list(plan.default_plan().training) == ["knee", "hip"]  # hipspar: only the spar study's (not in all)
     scans = plan["kneescans"]
     assert scans.methods == {} and scans.shape_models == {} and scans.evaluated == [] and scans.trained == {}
-    assert scans.row("knee001")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
+    assert scans.row("knee000")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
     knee, hip = plan["knee"], plan["hip"]
     assert knee.synthetic and knee.kind == "synthetic" and knee.subjects[:2] == ["knee000", "knee001"]
     assert knee.row("knee003")["image"] == "results/synthetic/knee/sub-knee003_image.nii.gz"

@@ -96,11 +96,13 @@ def test_a_method_without_rounds_cannot_be_a_row(plan) -> None:
         TransferStudy.from_config(config["studies"]["hip_transfer"], Plan.from_config(config))
 
 
-def test_a_shipped_study_goes_with_its_dataset_but_a_declared_one_stays() -> None:
+def test_own_datasets_run_only_the_studies_declared_with_them() -> None:
     shipped = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
     own = {"datasets": {"mine": {"template": "knee"}}}
     config = {**shipped, "datasets": {**shipped["datasets"], **own["datasets"]}}
     assert "hip_transfer" not in compose_config(config, own, shipped)["studies"]
+    own_hip = {"datasets": {"hip": {"template": "hip", "methods": {"mine": {"kind": "perturbed"}}}}}
+    assert compose_config({**shipped, **own_hip}, own_hip, shipped)["studies"] == {}  # even one named hip
     declared = {**own, "studies": {"hip_transfer": shipped["studies"]["hip_transfer"]}}
     with pytest.raises(ConfigError, match=r"studies\.hip_transfer\.dataset: 'hip' is not a dataset of this run"):
         compose_config(config, declared, shipped)  # a study the user declares on a dataset they did not

@@ -151,13 +151,13 @@ def compose_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | Non
         scaled = apply_scale({**base, "datasets": {}})
         scaled["datasets"] = {name: compose_dataset(config, name, spec, shipped or {})
                               for name, spec in declared.items()}
-    own = (overrides or {}).get("studies") or {}  # shipped studies of datasets that are gone are dropped
+    own = (overrides or {}).get("studies") or {}
     for name, study in own.items():
         if isinstance(study, Mapping) and study.get("dataset") not in scaled["datasets"]:
             raise ConfigError(f"studies.{name}.dataset: {study.get('dataset')!r} is not a dataset of this run "
                               f"({list(scaled['datasets'])})")
-    scaled["studies"] = {name: study for name, study in (scaled.get("studies") or {}).items()
-                         if name in own or study.get("dataset") in scaled["datasets"]}
+    if declared is not None:  # your own datasets: only the studies you declare (the shipped ones are the demo's)
+        scaled["studies"] = {name: study for name, study in (scaled.get("studies") or {}).items() if name in own}
     return scaled
 
 

@@ -9,9 +9,8 @@ scored by the evaluation stage (the same numbers as the dataset's tables).
 segmenter and the regularised ones; its tables are the comparison (mean ± SD, paired tests) and each
 regularised method's first fold gets the figure of its latent codes per epoch (``spar_latents``).
 
-A shipped study whose dataset a user's own configuration replaced is dropped
-(:func:`mskseg.workflow.compose.compose_config`); a study the user declares is checked here, when the
-workflow loads.
+With a user's own datasets only the studies the user declares run
+(:func:`mskseg.workflow.compose.compose_config`); a study is checked here, when the workflow loads.
 """
 
 from __future__ import annotations
