@@ -32,6 +32,14 @@ HIP_TRANSFER = "hip_transfer"
 SPAR = "spar"
 
 
+def _training_dataset(key: str, block: Mapping[str, Any], plan: Plan) -> str:
+    """The study's ``dataset``, checked to be one this run trains on."""
+    dataset = block["dataset"]
+    if dataset not in plan.training:
+        raise ConfigError(f"{key}.dataset: {dataset!r} is not a dataset this run trains on ({list(plan.training)})")
+    return dataset
+
+
 @dataclass(frozen=True)
 class TransferStudy:
     """The parsed ``studies.hip_transfer`` block: dataset, rows (label, method), reference label, metrics,
@@ -48,9 +56,7 @@ class TransferStudy:
     def from_config(cls, block: Mapping[str, Any], plan: Plan) -> TransferStudy:
         """Parse and check the block against the plan (errors name the key)."""
         key = f"studies.{HIP_TRANSFER}"
-        dataset = block["dataset"]
-        if dataset not in plan.training:
-            raise ConfigError(f"{key}.dataset: {dataset!r} is not a dataset this run trains on ({list(plan.training)})")
+        dataset = _training_dataset(key, block, plan)
         rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
         labels = [label for label, _ in rows]
         if len(set(labels)) != len(labels):
@@ -89,9 +95,7 @@ class SparStudy:
     def from_config(cls, block: Mapping[str, Any], plan: Plan) -> SparStudy:
         """Parse and check the block against the plan (errors name the key)."""
         key = f"studies.{SPAR}"
-        dataset = block["dataset"]
-        if dataset not in plan.training:
-            raise ConfigError(f"{key}.dataset: {dataset!r} is not a dataset this run trains on ({list(plan.training)})")
+        dataset = _training_dataset(key, block, plan)
         methods = tuple(plan[dataset].evaluated)
         trained = plan[dataset].trained
         regularised = tuple(m for m in methods if m in trained and trained[m].regularisation is not None)
