@@ -37,12 +37,10 @@ from mskseg.nn.spar_train import (  # noqa: E402
 )
 from mskseg.nn.training import ModelFiles, load_cases  # noqa: E402
 from mskseg.nn.weights import read_state_dict  # noqa: E402
-from mskseg.volume import Volume  # noqa: E402
+from tests.nn.test_training import phantom  # noqa: E402  (the same tiny bone and cartilage phantom)
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = {"bone": 1, "cartilage": 2}
-SPACING = (1.0, 1.2, 1.5)
-DIRECTION = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # sagittal slices along array axis 1
 #: a tiny auto-encoder (8 x 2**2 = 32 code channels at 1/4 size) and a one-layer discriminator
 REGULARISATION = {"regulariser": "spar", "lam": 0.1, "discriminator_layers": 1, "autoencoder_base": 8,
                   "autoencoder_depth": 2, "autoencoder_epochs": 30, "autoencoder_batch_size": 8}
@@ -54,19 +52,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def phantom(seed: int, shape=(20, 18, 14)) -> tuple[Volume, Volume]:
-    """A bright ellipsoid 'bone' in a darker shell 'cartilage', in noise; the position varies by seed."""
-    rng = np.random.default_rng(seed)
-    c = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3)
-    g = np.indices(shape).astype(float)
-    r = np.sqrt((((g - c[:, None, None, None]) * np.array(SPACING)[:, None, None, None]) ** 2
-                 / np.array([7.0, 6.0, 6.0])[:, None, None, None] ** 2).sum(0))
-    labels = np.where(r < 1.0, 1, np.where(r < 1.3, 2, 0)).astype(np.uint8)
-    image = np.select([labels == 1, labels == 2], [2.0, 1.0], 0.0) + rng.normal(0, 0.2, shape)
-    return (Volume(image.astype(np.float32), SPACING, (5.0, -3.0, 2.0), DIRECTION),
-            Volume(labels, SPACING, (5.0, -3.0, 2.0), DIRECTION))
 
 
 @pytest.fixture(scope="module")
