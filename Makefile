@@ -36,7 +36,8 @@ $(DEVSTAMP): $(STAMP)
 # (--rerun-incomplete; trainings resume after their last finished epoch).
 demo: $(STAMP)
 	$(BIN)/python -m mskseg.workflow.resume --cores $(CORES) $(RATE) $(GPU_LIMIT)
-	@echo "Demo done: see results/ (README, 'What the demo produces')."
+	$(BIN)/snakemake --report results/report.html
+	@echo "Demo done: open results/report.html; every file is under results/ (docs/outputs.md)."
 
 test: $(DEVSTAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest

@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/qc.smk"
@@ -22,6 +25,7 @@ include: "rules/predictions.smk"
 include: "rules/evaluation.smk"
 include: "rules/segment.smk"
 include: "rules/studies.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -37,6 +41,7 @@ rule all:
         wf.targets.tables,
         wf.targets.segment,
         wf.targets.studies,
+        wf.targets.report,
 
 
 rule data:
@@ -88,6 +93,11 @@ rule export_models:
 rule hip_transfer:
     input:
         wf.targets.hip_transfer,
+
+
+rule knee_shape_fitting:
+    input:
+        wf.targets.knee_shape_fitting,
 
 
 rule spar:

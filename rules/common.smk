@@ -12,6 +12,7 @@ from mskseg.workflow.paths import entity_path, log_path, model_path, out
 from mskseg.workflow.shape_fitting import fitting_path
 from mskseg.workflow.resources import (
     mem_from_input,
+    one_volume_mem_mb,
     registration_mem_mb,
     selection_mem_mb,
     training_mem_mb,

@@ -98,8 +98,9 @@ rule metric_table:
     input:
         metrics=wf.evaluation.method_tables("metrics.csv"),
     output:
-        markdown=report(
-            entity_path("tables", "{dataset}", "table.md", metric="{metric}"),
+        markdown=entity_path("tables", "{dataset}", "table.md", metric="{metric}"),
+        page=report(
+            entity_path("tables", "{dataset}", "table.html", metric="{metric}"),
             category="Evaluation",
             caption="../report/metric_table.rst",
             labels={"dataset": "{dataset}", "table": "{metric}"},

@@ -99,9 +99,10 @@ rule landmark_errors:
     input:
         unpack(wf.shape_fitting.error_inputs),
     output:
-        table=report(
-            entity_path("tables", "{dataset}", "landmarks.md"),
-            category="Tables",
+        table=entity_path("tables", "{dataset}", "landmarks.md"),
+        page=report(
+            entity_path("tables", "{dataset}", "landmarks.html"),
+            category="Evaluation",
             caption="../report/landmarks.rst",
             labels={"dataset": "{dataset}", "table": "landmark errors"},
         ),

@@ -12,9 +12,21 @@ rule shape_model:
         model=out("shape", "model.npz", bone="{bone}", fold="{fold}"),
         header=out("shape", "model.json", bone="{bone}", fold="{fold}"),
         quality=out("shape", "quality.tsv", bone="{bone}", fold="{fold}"),
-        quality_png=out("shape", "quality.png", bone="{bone}", fold="{fold}"),
+        quality_png=report(
+            out("shape", "quality.png", bone="{bone}", fold="{fold}"),
+            category="Shape models",
+            subcategory="{dataset}",
+            caption="../report/shape_quality.rst",
+            labels={"bone": "{bone}", "fold": "{fold}", "figure": "quality"},
+        ),
         quality_svg=out("shape", "quality.svg", bone="{bone}", fold="{fold}"),
-        modes=out("shape", "modes.png", bone="{bone}", fold="{fold}"),
+        modes=report(
+            out("shape", "modes.png", bone="{bone}", fold="{fold}"),
+            category="Shape models",
+            subcategory="{dataset}",
+            caption="../report/shape_modes.rst",
+            labels={"bone": "{bone}", "fold": "{fold}", "figure": "modes"},
+        ),
     log:
         log_path("shape", "bone-{bone}_fold-{fold}"),
     conda:

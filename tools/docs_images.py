@@ -1,4 +1,4 @@
-"""The README's two pictures, made from a finished demo run (``make demo``, then ``make docs-images``).
+"""The README's pictures, made from a finished demo run (``make demo``, then ``make docs-images``).
 
     python tools/docs_images.py [--run .] [--out docs/images]
 
@@ -8,6 +8,8 @@
   ``training_size_study`` are not in it).
 * ``knee_segmentation.png``: one knee test subject of the demo, a sagittal slice through the femoral
   cartilage with the reference and the trained 2D U-Net's prediction, and the subject's Dice.
+* ``report_gallery.png``: the run's ``results/report.html`` in headless Chromium, opened at the hip's overlay
+  gallery on its worst case (Debian's ``chromium``; :mod:`headless_chromium` clicks as a reader would).
 """
 
 from __future__ import annotations
@@ -73,13 +75,25 @@ def knee_figure(run: Path, out: Path, method: str = "shapefit") -> Path:
     return path
 
 
+def report_figure(run: Path, out: Path) -> Path:
+    """A screenshot of the report at the hip's overlay gallery (the first, worst case shown)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from headless_chromium import probe_copy, screenshot
+
+    page = probe_copy(run / "results" / "report.html", ["Overlays", "hip"], out)
+    try:
+        return screenshot(page, out / "report_gallery.png")
+    finally:
+        page.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO, help="a folder holding a finished demo run")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in (rulegraph(args.run, args.out), knee_figure(args.run, args.out)):
+    for path in (rulegraph(args.run, args.out), knee_figure(args.run, args.out), report_figure(args.run, args.out)):
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 

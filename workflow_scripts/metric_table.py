@@ -7,15 +7,18 @@ import _bootstrap  # noqa: F401
 from mskseg.io.atomic import write_text
 from mskseg.io.tables import read_tables, write_table
 from mskseg.reporting.build import metric_tables
+from mskseg.reporting.html import markdown_page
 from mskseg.reporting.plots import box_plot
 from mskseg.workflow.logs import setup_logging
 
 
 def main(*, metrics: list[Path], dataset: str, metric: str, settings: dict, markdown: Path, csv: Path, latex: Path,
-         stats: Path, box: Path, log: Path | None = None) -> None:
+         stats: Path, box: Path, page: Path | None = None, log: Path | None = None) -> None:
     logger = setup_logging(log, "metric_table")
     files = metric_tables(read_tables(metrics), [metric], settings, dataset)[metric]
     write_text(markdown, files.markdown)
+    if page is not None:
+        write_text(page, markdown_page(files.markdown))
     write_table(files.csv, csv)
     write_text(latex, files.latex)
     write_table(files.stats, stats)
@@ -29,4 +32,4 @@ if __name__ == "__main__":
     main(metrics=[Path(p) for p in snakemake.input.metrics], dataset=snakemake.wildcards.dataset,  # noqa: F821
          metric=snakemake.wildcards.metric, settings=dict(snakemake.params.settings),  # noqa: F821
          markdown=Path(out.markdown), csv=Path(out.csv), latex=Path(out.latex), stats=Path(out.stats),
-         box=Path(out.box), log=snakemake.log[0])  # noqa: F821
+         box=Path(out.box), page=Path(out.page), log=snakemake.log[0])  # noqa: F821

@@ -210,6 +210,95 @@ def test_dataset_augment_hook_gets_arrays_and_rng() -> None:
     assert torch.all(item["image"] == 7) and float(item["sample_weight"]) == pytest.approx(1 / 3)
 
 
+def _brute_force_item(ds: MultiPlanarDataset, index: int, rotation_draw) -> np.ndarray:
+    """Item ``index``'s image redrawn by hand: the dataset's draws in its order, the rotation from
+    ``rotation_draw(rng)`` (which must make exactly the dataset's generator call)."""
+    rng = np.random.default_rng([ds.seed, ds.epoch, index])
+    n_case = int(rng.integers(len(ds.cases)))
+    basis = ds.bases[int(rng.integers(len(ds.bases)))]
+    rotation = rotation_draw(rng)
+    half = ds.max_offset_fraction * ds.grid.span_mm / 2.0
+    offset = float(rng.uniform(-half, half))
+    case = ds.cases[n_case]
+    coords = plane_coordinates(case.image.shape, case.spacing, case.direction, basis, ds.grid, offset, rotation)
+    return sample_plane(case.image, coords, order=1, cval=float(case.image.min()))[None]
+
+
+def _mp_dataset(**kwargs) -> MultiPlanarDataset:
+    return MultiPlanarDataset([_case(), _case(OBLIQUE, weight=False)], draw_views(3, seed=0), PlaneGrid(24, 2.0),
+                              samples_per_epoch=8, seed=3, **kwargs)
+
+
+def test_rotation_zero_samples_the_unrotated_plane() -> None:
+    ds = _mp_dataset(max_rotation_deg=0)
+    for i in range(8):
+        expected = _brute_force_item(ds, i, lambda rng: (rng.uniform(), 0.0)[1])
+        assert np.array_equal(ds[i]["image"].numpy(), expected)
+
+
+def test_default_rotation_is_the_full_circle_draw_unchanged() -> None:
+    ds, explicit = _mp_dataset(), _mp_dataset(max_rotation_deg=180)
+    assert ds.max_rotation_deg == 180.0
+    for i in range(8):
+        expected = _brute_force_item(ds, i, lambda rng: float(rng.uniform(0.0, 2.0 * math.pi)))
+        item = ds[i]
+        assert np.array_equal(item["image"].numpy(), expected)
+        assert all(torch.equal(item[k], explicit[i][k]) for k in item)
+
+
+def test_rotation_bound_keeps_the_drawn_angles_within_it(monkeypatch) -> None:
+    import mskseg.nn.multiplanar.dataset as mpd
+
+    angles = []
+
+    def recording(*args):
+        angles.append(args[-1])
+        return plane_coordinates(*args)
+
+    monkeypatch.setattr(mpd, "plane_coordinates", recording)
+    ds = MultiPlanarDataset([_case()], draw_views(3, seed=0), PlaneGrid(16, 2.0), samples_per_epoch=200,
+                            max_rotation_deg=10)
+    for i in range(len(ds)):
+        ds[i]
+    degrees = np.degrees(angles)
+    assert len(degrees) == 200 and np.all(np.abs(degrees) <= 10.0)
+    assert degrees.min() < -7 and degrees.max() > 7  # spread over the whole interval, both signs
+    # the in-plane axes of every sampled plane are within 10 degrees of the view's own u, v
+    coords = plane_coordinates(SHAPE, SPACING, IDENTITY, ds.bases[0], ds.grid, 0.0, math.radians(10))
+    u_index = (coords[:, 1, 0] - coords[:, 0, 0]) * np.asarray(SPACING)  # mm per pixel along H
+    cos = u_index @ ds.bases[0][0] / np.linalg.norm(u_index)
+    assert np.isclose(np.degrees(np.arccos(cos)), 10.0)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 180.5, float("nan")])
+def test_bad_rotation_bounds_are_rejected(bad) -> None:
+    with pytest.raises(ValueError, match="max_rotation_deg"):
+        _mp_dataset(max_rotation_deg=bad)
+
+
+@pytest.mark.parametrize("bad", [-5, 200, True, "10", float("nan"), None])
+def test_multiplanar_setting_max_rotation_deg_is_checked_and_threaded(bad) -> None:
+    from mskseg.errors import ConfigError
+    from mskseg.nn.fit import make_dataset, model_info
+    from mskseg.nn.method import MethodSpec
+    from mskseg.nn.settings import MultiplanarSettings
+
+    assert MultiplanarSettings().max_rotation_deg == 180.0
+    assert MultiplanarSettings.from_dict({"max_rotation_deg": 10}).to_dict()["max_rotation_deg"] == 10.0
+    with pytest.raises(ValueError, match=r"multiplanar setting 'max_rotation_deg' must be a number in \[0, 180\]"):
+        MultiplanarSettings(max_rotation_deg=bad)
+    with pytest.raises(ConfigError, match=r"methods\.m\.multiplanar: multiplanar setting 'max_rotation_deg'"):
+        MethodSpec.from_config("m", {"kind": "trained", "view": "multiplanar",
+                                     "multiplanar": {"max_rotation_deg": bad}})
+    spec = MethodSpec.from_config("m", {"kind": "trained", "view": "multiplanar",
+                                        "multiplanar": {"dim": 32, "n_views": 2, "max_rotation_deg": 15,
+                                                        "samples_per_epoch": 4}})
+    cases = [_case()]
+    info = model_info(spec, "mpr", [1, 2], cases, [])
+    ds = make_dataset(spec, info, cases)
+    assert isinstance(ds, MultiPlanarDataset) and ds.max_rotation_deg == 15.0
+
+
 # --------------------------------------------------------------------------------- inference
 def test_predict_recovers_ellipsoid_through_each_view() -> None:
     ell = _ellipsoid().astype(bool)

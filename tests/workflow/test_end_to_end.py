@@ -4,7 +4,9 @@ manifest in every format with broken subjects that QC must record and exclude wh
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,17 @@ from mskseg.io import read_volume, write_volume
 from mskseg.io.volumes import write_dicom_series
 from mskseg.volume import Volume
 from tests.conftest import sphere_pair
-from tests.workflow.wf import snakemake, write_config
+from tests.workflow.wf import REPO, snakemake, write_config
+
+sys.path.insert(0, str(REPO / "tools"))
+from headless_chromium import browse_report
 
 pytestmark = pytest.mark.slow
 RULES = {"synthesize_subject", "dataset_manifest", "qc_subject", "qc_summary", "make_splits", "preprocess_subject",
          "perturb_prediction", "evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
          "table_summary", "training_size_study", "weight_map", "preprocess_poor_mask", "pretrain_model", "train_model",
-         "fit_fusion", "predict_subject", "preprocess_batch", "preprocess_table", "all"}
+         "fit_fusion", "predict_subject", "preprocess_batch", "preprocess_table", "run_provenance", "qc_page",
+         "overlay_gallery", "speed_accuracy", "all"}
 TINY_TRAIN = {"epochs": 1, "batch_size": 4, "lr": 0.01, "steps_per_epoch": 2, "seed": 1}
 LABELS4 = {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
 
@@ -241,8 +247,29 @@ def test_a_changed_evaluation_setting_reruns_only_evaluation_rules(run: Path, tm
     planned = {line.split()[0] for line in text.splitlines()
                if line and line.split()[0] in RULES and len(line.split()) == 2 and line.split()[1].isdigit()}
     assert planned and planned <= {"evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
-                                   "table_summary", "training_size_study", "all"}, text[-3000:]
+                                   "table_summary", "training_size_study", "all",
+                                   # the report's pages built on the metrics, and the config it states
+                                   "overlay_gallery", "speed_accuracy", "run_provenance"}, text[-3000:]
     assert "evaluate_subject" in planned and "perturb_prediction" not in text
+
+
+def test_the_report_opens_in_chromium_with_every_section_and_an_overlay(run: Path, tmp_path: Path) -> None:
+    """`snakemake --report` of the run, opened in headless Chromium (installed when missing, as on CI): the menu
+    lists every section the run made, and clicking Overlays, a dataset and its first case shows the picture."""
+    result = snakemake("--report", str(tmp_path / "report.html"), cwd=run)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    dom = browse_report(tmp_path / "report.html", ["Overlays", "knee"], tmp_path)
+    menu = re.search(r'<pre id="probe-menu">(.*?)</pre>', dom, re.S).group(1)
+    for section in ("About this run", "Quality control", "Training", "Evaluation", "Overlays", "Speed and accuracy"):
+        assert section in menu, menu
+    assert "Shape models" not in menu and "Studies" not in menu  # this run makes neither
+    assert "01-worst" in dom and "02-best" in dom  # the gallery's cases, worst and best first
+    assert re.search(r'<img[^>]+src="data:image/png;[^"]*base64,', dom), "no overlay picture shown"
+    speed = pd.read_csv(run / "results/tables/speed_accuracy.csv")
+    assert {("knee", "tp"), ("hip", "tl")} <= set(zip(speed["dataset"], speed["method"], strict=True))
+    assert (speed["train_s"] > 0).all() and (speed["missing"] == 0).all()
+    qc_page = (run / "results/report/broken/qc.html").read_text(encoding="utf-8")
+    assert "excluded" in qc_page and "<td>empty</td>" in qc_page
 
 
 def test_a_rerun_has_nothing_to_do(run: Path) -> None:

@@ -211,7 +211,7 @@ def test_three_plane_predictions_read_the_fusion_weights(plan, tmp_path: Path) -
         **knee["evaluation"], "methods": ["tp"]}}
     cps = FakeCheckpoints()
     cps.splits_done("knee", tmp_path, splits_table(KNEE_FOLDS))
-    wf = Workflow.build(Plan.from_config({**plan.config, "datasets": {"knee": tp}}), cps)
+    wf = Workflow.build(Plan.from_config({**plan.config, "datasets": {"knee": tp}, "studies": {}}), cps)
     inputs = wf.predictions.model_inputs(wildcards(dataset="knee", method="tp", subject="knee007"))
     assert [Path(p).name for p in inputs["models"]] == [f"method-tp_fold-0_view-{v}_model.pt"
                                                          for v in ("axial", "coronal", "sagittal")]
@@ -244,8 +244,9 @@ def test_targets(wf) -> None:
     assert "results/landmarks/hip/bone-sacrum_correspondence.tsv" in t.landmarks() and len(t.landmarks()) == 10
     with pytest.raises(NotYet):
         t.shape_models()  # hip's splits
-    # named from the config alone (the collect rules ask later); the knee's shape fitting adds its landmark table
-    assert len(t.tables()) == 2 * (1 + 4 * 4 + 4 + 1) + 1 and "results/tables/knee/landmarks.md" in t.tables()
+    # named from the config alone (the collect rules ask later); per metric a table as .md, .html (the report's),
+    # .csv, .tex, stats and a box plot; the knee's shape fitting adds its landmark table (.md, .html)
+    assert len(t.tables()) == 2 * (1 + 4 * 5 + 4 + 1) + 2 and "results/tables/knee/landmarks.html" in t.tables()
 
 
 def test_targets_once_the_checkpoints_ran(plan, tmp_path: Path) -> None:

@@ -39,11 +39,12 @@ RULES = {
     "segment": ["volume_reference", "segment_scan", "segment_table", "export_bundle"],
     "evaluation": ["evaluate_subject", "batch_metrics", "collect_metrics", "metric_table", "fov_curve",
                    "table_summary", "training_size_study"],
-    "studies": ["evaluate_rounds", "hip_transfer_table", "spar_latents"],
+    "studies": ["evaluate_rounds", "hip_transfer_table", "knee_shape_fitting_table", "spar_latents"],
+    "report": ["run_provenance", "qc_page", "overlay_gallery", "speed_accuracy"],
 }
 #: the Snakefile's named targets
 TARGETS = ["all", "data", "qc", "splits", "preprocess", "shape", "models", "tables", "segment", "export_models",
-           "hip_transfer", "spar"]
+           "hip_transfer", "knee_shape_fitting", "spar"]
 
 
 def test_the_rules_are_exactly_these_one_file_per_stage() -> None:
@@ -51,7 +52,7 @@ def test_the_rules_are_exactly_these_one_file_per_stage() -> None:
              for smk in sorted((REPO / "rules").glob("*.smk"))}
     assert found.pop("common") == []
     assert found == RULES
-    assert sum(map(len, found.values())) == 42
+    assert sum(map(len, found.values())) == 47
     assert re.findall(r"^rule (\w+):", (REPO / "Snakefile").read_text(), re.M) == TARGETS
 
 

@@ -12,7 +12,7 @@ from mskseg.errors import ConfigError
 from mskseg.workflow.compose import compose_config
 from mskseg.workflow.load import Workflow
 from mskseg.workflow.plan import Plan
-from mskseg.workflow.studies import TransferStudy
+from mskseg.workflow.studies import KneeStudy, TransferStudy
 from tests.workflow.fakes import REPO, FakeCheckpoints, demo_config, splits_table, wildcards
 
 HIP = [f"hip{i:03d}" for i in range(8)]
@@ -40,8 +40,9 @@ def test_the_shipped_study_is_the_papers_table_with_its_ablations(wf) -> None:
     assert [label for label, _ in study.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet"]
     assert study.metrics[:3] == ("dice", "hd_mm", "hd95_mm") and "gap_dice" in study.metrics
     assert wf.targets.hip_transfer() == ["results/studies/hip_transfer/table.md",
+                                         "results/studies/hip_transfer/table.html",
                                          "results/studies/hip_transfer/table.csv"]
-    assert wf.targets.studies() == wf.targets.hip_transfer()  # the default target makes it
+    assert wf.targets.studies() == wf.targets.hip_transfer() + wf.targets.knee_shape_fitting()  # `all` makes both
 
 
 def test_round_inputs_are_the_models_files_and_the_folds_test_subjects(wf) -> None:
@@ -160,7 +161,7 @@ def test_the_spar_study_is_its_own_target_and_stays_out_of_the_default_one(plan,
     assert "hipspar" in plan.datasets and "hipspar" not in plan.default_plan().datasets
     assert "hip" in plan.default_plan().datasets  # named by hip_transfer, which `all` makes
     assert not any("hipspar" in p for p in spar_wf.targets.data() + spar_wf.targets.qc())
-    assert spar_wf.targets.studies() == spar_wf.targets.hip_transfer()
+    assert spar_wf.targets.studies() == spar_wf.targets.hip_transfer() + spar_wf.targets.knee_shape_fitting()
     targets = spar_wf.targets.spar()
     assert "results/tables/hipspar/metric-ravd_table.md" in targets
     assert "results/tables/hipspar/metric-hd_mm_stats.csv" in targets
@@ -193,3 +194,44 @@ def test_an_ablation_that_differs_after_the_pre_training_shares_it(wf) -> None:
                                                                          fold="0", view="axial"))
     three_d = wf.segmentation.training_inputs(wildcards(dataset="hip", method="unet3dRecipe", fold="0", view="3d"))
     assert three_d["pretrained"] == "results/models/hip/method-unet3dRecipe_fold-0_view-3d_pretrained.pt"
+
+
+def test_the_knee_study_reads_its_rows_metrics_and_the_fitted_methods_landmark_tables(wf) -> None:
+    study = wf.studies.knee
+    assert study.dataset == "knee" and study.rows == (("2D U-Net", "unet2d"), ("full method", "shapefit"))
+    assert study.fitted == ("shapefit",) and study.in_all
+    inputs = wf.studies.knee_inputs()
+    assert inputs["metrics"] == ["results/evaluation/knee/method-unet2d_metrics.csv",
+                                 "results/evaluation/knee/method-shapefit_metrics.csv"]
+    assert inputs["errors"] == "results/tables/knee/landmarks.tsv" and inputs["steps"].endswith("steps.tsv")
+    params = wf.studies.knee_params()
+    assert params["metrics"] == ["dice", "hd95_mm", "assd_mm"] and params["tables"]["decimals"] == 3
+    assert "results/studies/knee_shape_fitting/table.md" in wf.targets.studies()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"dataset": "nope"}, "not a dataset this run trains on"),
+    ({"rows": [{"label": "a", "method": "unet3d"}]}, "not a scored method"),
+    ({"rows": [{"label": "a", "method": "unet2d"}, {"label": "a", "method": "shapefit"}]}, "labels must differ"),
+    ({"metrics": ["dice", "speed"]}, "unknown"),
+])
+def test_bad_knee_study_settings_are_named(plan, change, message) -> None:
+    block = {**plan.config["studies"]["knee_shape_fitting"], **change}
+    with pytest.raises(ConfigError, match=message):
+        KneeStudy.from_config(block, plan)
+
+
+def test_a_study_setting_reaches_only_its_own_table(plan, tmp_path) -> None:
+    """What Snakemake compares to decide a re-run (the rules' params): a changed study block changes its table's
+    params and the provenance page's (which states the config), nothing a training or a score depends on."""
+    changed = copy.deepcopy(dict(plan.config))
+    changed["studies"]["knee_shape_fitting"]["metrics"] = ["dice"]
+    before, after = (Workflow.build(Plan.from_config(c), FakeCheckpoints()) for c in (plan.config, changed))
+    assert before.studies.knee_params() != after.studies.knee_params()
+    for d, m in (("knee", "unet2d"), ("hip", "unet2d")):
+        w = wildcards(dataset=d, method=m, fold="0", view="axial")
+        assert before.segmentation.method_settings(w) == after.segmentation.method_settings(w)
+        assert before.evaluation.settings(w) == after.evaluation.settings(w)
+        assert before.evaluation.table_settings(w) == after.evaluation.table_settings(w)
+        assert before.report.gallery_settings(w) == after.report.gallery_settings(w)
+    assert before.studies.transfer == after.studies.transfer  # the other studies are untouched

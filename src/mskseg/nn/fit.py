@@ -80,7 +80,8 @@ def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case], *,
         grid = PlaneGrid(spec.multiplanar.dim, float(info.pixel_mm))
         return MultiPlanarDataset(cases, np.asarray(info.views), grid,
                                   samples_per_epoch=spec.multiplanar.samples_per_epoch,
-                                  augment=build_augmenter(spec.augment, 2), seed=seed)
+                                  augment=build_augmenter(spec.augment, 2), seed=seed,
+                                  max_rotation_deg=spec.multiplanar.max_rotation_deg)
     return PatchDataset(cases, tuple(info.patch_size), samples_per_case=spec.patch.samples_per_case,
                         foreground_fraction=spec.patch.foreground_fraction, augment=build_augmenter(spec.augment, 3),
                         seed=seed, centres=centres, jitter_voxels=jitter_voxels)

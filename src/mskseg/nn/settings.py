@@ -337,7 +337,8 @@ class AugmentSettings(_Settings):
 @dataclass(frozen=True)
 class MultiplanarSettings(_Settings):
     """MPUNet's sampling (Perslev et al.): ``n_views`` random view normals at least ``min_angle_deg`` apart
-    (drawn with ``seed``), slices of ``dim`` x ``dim`` pixels, ``samples_per_epoch`` training slices."""
+    (drawn with ``seed``), slices of ``dim`` x ``dim`` pixels, ``samples_per_epoch`` training slices, each
+    rotated in its plane by an angle uniform in ``[-max_rotation_deg, max_rotation_deg]`` (180: any angle)."""
 
     WHAT: ClassVar[str] = "multiplanar"
 
@@ -346,6 +347,7 @@ class MultiplanarSettings(_Settings):
     min_angle_deg: float = 30.0
     samples_per_epoch: int = 1000
     seed: int = 0
+    max_rotation_deg: float = 180.0
 
     def __post_init__(self) -> None:
         for name in ("n_views", "dim", "samples_per_epoch"):
@@ -355,6 +357,11 @@ class MultiplanarSettings(_Settings):
             raise ValueError(f"multiplanar setting 'min_angle_deg' must lie in [0, 90], got {angle!r}")
         object.__setattr__(self, "min_angle_deg", float(angle))
         object.__setattr__(self, "seed", int(self.seed))
+        rot = self.max_rotation_deg
+        if isinstance(rot, bool) or not isinstance(rot, numbers.Real) or not 0 <= rot <= 180:
+            raise ValueError(f"multiplanar setting 'max_rotation_deg' must be a number in [0, 180] (degrees), "
+                             f"got {rot!r}")
+        object.__setattr__(self, "max_rotation_deg", float(rot))
 
 
 @dataclass(frozen=True)

@@ -176,9 +176,9 @@ def overlay_figure(image: Volume, labels: Volume, path: str | os.PathLike[str], 
 def build_overlay(image: Volume, labels: Volume, *, label_names: Mapping[str, int], reference: Volume | None = None,
                   title: str = "", slices: Mapping[str, int] | None = None) -> Figure:
     """The figure of :func:`overlay_figure`, not written (three axes, titled by plane)."""
-    _check_grid(image, labels, "labels")
+    check_grid(image, labels, "labels")
     if reference is not None:
-        _check_grid(image, reference, "reference")
+        check_grid(image, reference, "reference")
     views = plane_views(image.direction)
     index = _slice_indices(labels, views, slices)
     vmin, vmax = grey_window(image.array)
@@ -198,8 +198,8 @@ def build_overlay(image: Volume, labels: Volume, *, label_names: Mapping[str, in
             cut = view.cut(source.array, k)
             for name, value in label_names.items():
                 if shown[name]:
-                    _outline(ax, cut == value, spacing, label_colour(value), style)
-        _decorate(ax, view, k)
+                    outline(ax, cut == value, spacing, label_colour(value), style)
+        decorate(ax, view, k)
     fig.legend(handles=_legend(label_names, present, in_ref), loc="outside lower center",
                ncols=min(6, len(label_names) + (2 if reference is not None else 0)) or 1, fontsize=8, frameon=False)
     if title:
@@ -251,7 +251,7 @@ def _slice_indices(labels: Volume, views: Mapping[str, PlaneView], slices: Mappi
     return out
 
 
-def _check_grid(image: Volume, other: Volume, what: str) -> None:
+def check_grid(image: Volume, other: Volume, what: str) -> None:
     problems = image.geometry_mismatches(other)
     if problems:
         raise ValueError(f"{what} are on another grid than the image ({'; '.join(problems)}): image {_grid(image)}, "
@@ -264,7 +264,7 @@ def _grid(v: Volume) -> str:
             f"origin {tuple(round(o, 3) for o in v.origin)} mm, direction {direction}")
 
 
-def _outline(ax: Axes, mask: np.ndarray, spacing: tuple[float, float], colour: tuple[float, float, float],
+def outline(ax: Axes, mask: np.ndarray, spacing: tuple[float, float], colour: tuple[float, float, float],
              style: str) -> None:
     """Outline a 2D mask (rows bottom-to-top) at level 0.5, contouring only its bounding box."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -278,7 +278,7 @@ def _outline(ax: Axes, mask: np.ndarray, spacing: tuple[float, float], colour: t
     ax.contour(x, y, crop, levels=[0.5], colors=[colour], linewidths=1.0, linestyles=style)
 
 
-def _decorate(ax: Axes, view: PlaneView, k: int) -> None:
+def decorate(ax: Axes, view: PlaneView, k: int) -> None:
     left, right, bottom, top = _EDGES[view.plane]
     for text, xy, align in ((left, (0.01, 0.5), ("left", "center")), (right, (0.99, 0.5), ("right", "center")),
                             (bottom, (0.5, 0.01), ("center", "bottom")), (top, (0.5, 0.99), ("center", "top"))):

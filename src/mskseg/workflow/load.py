@@ -21,6 +21,7 @@ from mskseg.workflow.plan import Plan
 from mskseg.workflow.predictions import PredictionInputs
 from mskseg.workflow.preprocess import PreprocessInputs, SplitInputs
 from mskseg.workflow.qc import QCInputs
+from mskseg.workflow.report import ReportInputs
 from mskseg.workflow.segment import SegmentInputs
 from mskseg.workflow.segmentation import SegmentationInputs
 from mskseg.workflow.shape import ShapeInputs
@@ -48,6 +49,7 @@ class Workflow:
     predictions: PredictionInputs
     evaluation: EvaluationInputs
     studies: StudyInputs
+    report: ReportInputs
     targets: Targets
 
     @classmethod
@@ -60,7 +62,8 @@ class Workflow:
                    shape=ShapeInputs(plan, tables), segmentation=SegmentationInputs(plan, tables),
                    shape_fitting=ShapeFittingInputs(plan, tables), segment=SegmentInputs(plan, tables),
                    predictions=PredictionInputs(plan, tables), evaluation=EvaluationInputs(plan),
-                   studies=StudyInputs(plan, tables), targets=Targets(plan, tables))
+                   studies=StudyInputs(plan, tables), report=ReportInputs(plan, tables),
+                   targets=Targets(plan, tables))
 
 
 def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | Path = SCHEMA,

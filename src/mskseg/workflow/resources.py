@@ -51,6 +51,13 @@ def training_mem_mb(wildcards: Any, input: Any, attempt: int) -> int:
     return int((TRAINING_BASE_MB + TRAINING_MB_PER_MVOXEL * voxels / 1e6) * attempt)
 
 
+def one_volume_mem_mb(wildcards: Any, input: Any, attempt: int) -> int:
+    """MB for a job that takes its subjects one at a time (the report's gallery): 1 GB + 40 MB per million
+    voxels of the largest input image (an image, its prediction and reference, and the figure), times the attempt."""
+    voxels = max((_voxels(path) for path in _images(input)), default=0)
+    return int((1000 + 40 * voxels / 1e6) * attempt)
+
+
 def _images(input: Any) -> Iterator[str]:
     """The job's input images (the inputs named ``*image*``; every input when none is named so)."""
     named = [value for name, value in input.items() if "image" in name] if hasattr(input, "items") else []
@@ -97,5 +104,5 @@ def _nifti_voxels(header: bytes) -> int | None:
     return None
 
 
-__all__ = ["TRAINING_BASE_MB", "TRAINING_MB_PER_MVOXEL", "mem_from_input", "registration_mem_mb",
+__all__ = ["TRAINING_BASE_MB", "TRAINING_MB_PER_MVOXEL", "mem_from_input", "one_volume_mem_mb", "registration_mem_mb",
            "selection_mem_mb", "training_mem_mb"]

@@ -9,6 +9,10 @@ scored by the evaluation stage (the same numbers as the dataset's tables).
 segmenter and the regularised ones; its tables are the comparison (mean ± SD, paired tests) and each
 regularised method's first fold gets the figure of its latent codes per epoch (``spar_latents``).
 
+``knee_shape_fitting`` (the knee paper's Table 1): rows of ``{label, method}`` among the dataset's scored
+methods; the table quotes the paper's own numbers beside ours and adds the landmark errors and seconds per
+inference step of the shape-fitting rows (the dataset's ``landmark_errors`` tables).
+
 With a user's own datasets only the studies the user declares run
 (:func:`mskseg.workflow.compose.compose_config`); a study is checked here, when the workflow loads.
 """
@@ -24,12 +28,14 @@ from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
 from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.plan import Plan
-from mskseg.workflow.settings import TABLE_METRICS, evaluation_settings
+from mskseg.workflow.settings import TABLE_METRICS, evaluation_settings, table_settings
 
 #: the study that regenerates the hip paper's Table 1
 HIP_TRANSFER = "hip_transfer"
 #: the SPAR paper's comparison of regularisers
 SPAR = "spar"
+#: the knee paper's Table 1, landmark errors and runtime per step
+KNEE_SHAPE_FITTING = "knee_shape_fitting"
 
 
 def _training_dataset(key: str, block: Mapping[str, Any], plan: Plan) -> str:
@@ -105,6 +111,40 @@ class SparStudy:
         return cls(dataset, methods, regularised, bool(block.get("in_all", False)))
 
 
+@dataclass(frozen=True)
+class KneeStudy:
+    """The parsed ``studies.knee_shape_fitting`` block: dataset, rows (label, method) of scored methods, the
+    metrics of its tables, whether ``all`` includes it; ``fitted``: the rows' shape-fitting methods (their
+    landmark errors and step times join the table)."""
+
+    dataset: str
+    rows: tuple[tuple[str, str], ...]
+    metrics: tuple[str, ...]
+    fitted: tuple[str, ...]
+    in_all: bool
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any], plan: Plan) -> KneeStudy:
+        """Parse and check the block against the plan (errors name the key)."""
+        key = f"studies.{KNEE_SHAPE_FITTING}"
+        dataset = _training_dataset(key, block, plan)
+        rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
+        labels = [label for label, _ in rows]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{key}.rows: labels must differ, got {labels}")
+        scored = plan[dataset].evaluated
+        for label, method in rows:
+            if method not in scored:
+                raise ConfigError(f"{key}.rows: {label}: {method!r} is not a scored method of {dataset!r} "
+                                  f"(evaluation.methods: {scored})")
+        metrics = tuple(block["metrics"])
+        unknown = [m for m in metrics if m not in TABLE_METRICS]
+        if unknown:
+            raise ConfigError(f"{key}.metrics: unknown {unknown}; known: {list(TABLE_METRICS)}")
+        fitted = tuple(m for _, m in rows if m in plan[dataset].fitted)
+        return cls(dataset, rows, metrics, fitted, bool(block.get("in_all", True)))
+
+
 class StudyInputs:
     """Input functions of the studies' rules (``evaluate_rounds``, ``hip_transfer_table``) and targets."""
 
@@ -114,6 +154,7 @@ class StudyInputs:
         studies = plan.studies
         self.transfer = TransferStudy.from_config(studies[HIP_TRANSFER], plan) if HIP_TRANSFER in studies else None
         self.spar = SparStudy.from_config(studies[SPAR], plan) if SPAR in studies else None
+        self.knee = KneeStudy.from_config(studies[KNEE_SHAPE_FITTING], plan) if KNEE_SHAPE_FITTING in studies else None
 
     def _transfer(self) -> TransferStudy:
         if self.transfer is None:
@@ -182,4 +223,29 @@ class StudyInputs:
                           "metrics": list(study.metrics), "cells": cells, "final": final})
 
 
-__all__ = ["HIP_TRANSFER", "SPAR", "SparStudy", "StudyInputs", "TransferStudy"]
+    def _knee(self) -> KneeStudy:
+        if self.knee is None:
+            raise ConfigError(f"no studies.{KNEE_SHAPE_FITTING} block in the configuration")
+        return self.knee
+
+    def knee_inputs(self, wildcards: Any = None) -> dict[str, Any]:
+        """The knee study's inputs: each row's collected metrics and, with a shape-fitting row, the dataset's
+        landmark-error and step tables."""
+        study = self._knee()
+        d = study.dataset
+        inputs: dict[str, Any] = {"metrics": [entity_path("evaluation", d, "metrics.csv", method=m)
+                                              for _, m in study.rows]}
+        if study.fitted:
+            inputs["errors"] = entity_path("tables", d, "landmarks.tsv")
+            inputs["steps"] = entity_path("tables", d, "steps.tsv")
+        return inputs
+
+    def knee_params(self, wildcards: Any = None) -> dict[str, Any]:
+        """Rows, metrics and the dataset's table settings (canonical)."""
+        study = self._knee()
+        return canonical({"dataset": study.dataset, "rows": [list(r) for r in study.rows],
+                          "metrics": list(study.metrics),
+                          "tables": table_settings(self.plan[study.dataset].config)})
+
+
+__all__ = ["HIP_TRANSFER", "KNEE_SHAPE_FITTING", "SPAR", "KneeStudy", "SparStudy", "StudyInputs", "TransferStudy"]

@@ -11,6 +11,7 @@ from typing import Any
 from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.plan import Plan
+from mskseg.workflow.report import PROVENANCE, SPEED_PAGE, SPEED_TABLE, gallery_path
 from mskseg.workflow.settings import table_metrics
 from mskseg.workflow.shape_fitting import fitting_path
 
@@ -93,11 +94,11 @@ class Targets:
         metrics = table_metrics(plan.config)
         targets = [entity_path("tables", d, "tables.md")]
         targets += [entity_path("tables", d, suffix, metric=m) for m in metrics
-                    for suffix in ("table.md", "table.csv", "table.tex", "stats.csv")]
+                    for suffix in ("table.md", "table.html", "table.csv", "table.tex", "stats.csv")]
         targets += [entity_path("plots", d, "boxplot.png", metric=m) for m in metrics]
         targets.append(entity_path("plots", d, "fov.png"))
         if any(m in plan.fitted for m in plan.evaluated):
-            targets.append(entity_path("tables", d, "landmarks.md"))
+            targets += [entity_path("tables", d, "landmarks.md"), entity_path("tables", d, "landmarks.html")]
         if plan.config["evaluation"]["training_size"]:
             targets += [entity_path("plots", d, "powerlaw.png", study="trainingsize", metric=m)
                         for m in plan.config["evaluation"]["training_size_metrics"]]
@@ -120,7 +121,14 @@ class Targets:
         """The hip paper's Table 1 (studies.hip_transfer), when configured."""
         if "hip_transfer" not in self.full.studies:
             return []
-        return [entity_path("studies", "hip_transfer", suffix) for suffix in ("table.md", "table.csv")]
+        return [entity_path("studies", "hip_transfer", suffix) for suffix in ("table.md", "table.html", "table.csv")]
+
+    def knee_shape_fitting(self, wildcards: Any = None) -> list[str]:
+        """The knee paper's Table 1 with landmark errors and step times (studies.knee_shape_fitting)."""
+        if "knee_shape_fitting" not in self.full.studies:
+            return []
+        return [entity_path("studies", "knee_shape_fitting", suffix) for suffix in ("table.md", "table.html",
+                                                                                     "table.csv")]
 
     def spar(self, wildcards: Any = None) -> list[str]:
         """The SPAR comparison (studies.spar), when configured: its dataset's tables and, for each regularised
@@ -139,7 +147,17 @@ class Targets:
         """The studies the default target makes (their ``in_all``)."""
         studies = self.full.studies
         targets = self.hip_transfer() if studies.get("hip_transfer", {}).get("in_all", True) else []
+        targets += self.knee_shape_fitting() if studies.get("knee_shape_fitting", {}).get("in_all", True) else []
         return targets + (self.spar() if studies.get("spar", {}).get("in_all", False) else [])
+
+    def report(self, wildcards: Any = None) -> list[str]:
+        """What the report gathers beyond the stages' figures: the run's provenance, each dataset's QC page, an
+        overlay gallery per scored method and, when a method was trained or fitted, the speed/accuracy table."""
+        targets = [PROVENANCE] + [entity_path("report", d, "qc.html") for d in self.plan.datasets]
+        targets += [gallery_path(d, m) for d, plan in self.plan.training.items() for m in plan.evaluated]
+        if any(m in p.trained or m in p.fitted for p in self.plan.training.values() for m in p.evaluated):
+            targets += [SPEED_TABLE, SPEED_PAGE]
+        return targets
 
     def export_models(self, wildcards: Any = None) -> list[str]:
         """A bundle of every scored trained and shape-fitting method of every training dataset."""

@@ -35,17 +35,19 @@ class MultiPlanarDataset(torch.utils.data.Dataset):
     """Random oblique 2D training slices of the cases, ``samples_per_epoch`` per epoch.
 
     Item ``index`` of epoch ``e`` draws, with ``np.random.default_rng([seed, e, index])`` and in
-    this order: a case, a view of ``views``, an in-plane rotation in [0, 2 pi), an offset uniform in
-    ``[-f, f] * span / 2`` (``f = max_offset_fraction``, span = ``grid.span_mm``); then ``augment``
-    (if given) gets the same generator. Outside the volume the image is the case's minimum, the
-    target 0 and the weight 1.
+    this order: a case, a view of ``views``, an in-plane rotation (``max_rotation_deg`` 180, the
+    default: ``uniform(0, 2 pi)``; else uniform in ``[-max, max]`` degrees, 0 giving the unrotated
+    plane), an offset uniform in ``[-f, f] * span / 2`` (``f = max_offset_fraction``, span =
+    ``grid.span_mm``); then ``augment`` (if given) gets the same generator. Outside the volume the
+    image is the case's minimum, the target 0 and the weight 1.
 
     Returns the spec's sample dict: ``image`` float32 ``(1, dim, dim)``, ``target`` int64
     ``(dim, dim)``, ``weight`` float32 ``(dim, dim)``, ``sample_weight`` float32 ``()``.
     """
 
     def __init__(self, cases, views: np.ndarray, grid: PlaneGrid, *, samples_per_epoch: int,
-                 augment: Callable[..., Any] | None = None, seed: int = 0, max_offset_fraction: float = 0.5) -> None:
+                 augment: Callable[..., Any] | None = None, seed: int = 0, max_offset_fraction: float = 0.5,
+                 max_rotation_deg: float = 180.0) -> None:
         self.cases = list(cases)
         if not self.cases:
             raise ValueError("MultiPlanarDataset needs at least one case")
@@ -53,12 +55,15 @@ class MultiPlanarDataset(torch.utils.data.Dataset):
             raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
         if not 0.0 <= float(max_offset_fraction) <= 1.0:
             raise ValueError(f"max_offset_fraction must lie in [0, 1], got {max_offset_fraction}")
+        if not 0.0 <= float(max_rotation_deg) <= 180.0:
+            raise ValueError(f"max_rotation_deg must lie in [0, 180] (degrees), got {max_rotation_deg}")
         self.bases = view_bases(views)
         self.grid = grid
         self.samples_per_epoch = int(samples_per_epoch)
         self.augment = augment
         self.seed = int(seed)
         self.max_offset_fraction = float(max_offset_fraction)
+        self.max_rotation_deg = float(max_rotation_deg)
         self.epoch = 0
         self._image_min = [self._check_case(case) for case in self.cases]
 
@@ -88,7 +93,11 @@ class MultiPlanarDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         n_case = int(rng.integers(len(self.cases)))
         basis = self.bases[int(rng.integers(len(self.bases)))]
-        rotation = float(rng.uniform(0.0, 2.0 * math.pi))
+        if self.max_rotation_deg >= 180.0:  # any angle: MPUNet's draw, kept as it was (same results)
+            rotation = float(rng.uniform(0.0, 2.0 * math.pi))
+        else:
+            bound = math.radians(self.max_rotation_deg)
+            rotation = float(rng.uniform(-bound, bound))
         half = self.max_offset_fraction * self.grid.span_mm / 2.0
         offset = float(rng.uniform(-half, half))
         case = self.cases[n_case]
