@@ -16,6 +16,7 @@ GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 GPU_LIMIT := $(if $(filter-out 0,$(strip $(GPUS))),--resources gpu=$(strip $(GPUS)),)
 # Snakemake 9 re-plans once per rate-limit timespan for every job finished so far (the re-plans
 # pile up: about half a core by the end of the demo with the default 100/1s); a minute keeps that small.
+# (The workflow also keeps only one such timer pending, as a daemon: mskseg.workflow.snakemake_compat.)
 RATE := --max-jobs-per-timespan 1000/1m
 
 .PHONY: setup demo test lint docs-images clean

@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the workflow parses without `pip install`
 
 from snakemake.dag import DAG
+from snakemake.scheduling.job_scheduler import JobScheduler
 
 from mskseg.workflow.load import load_workflow
 from mskseg.workflow.paths import entity_path, log_path, model_path, out
@@ -19,13 +20,15 @@ from mskseg.workflow.resources import (
 )
 
 # overrides: the user's --configfile/--config (datasets declared there replace the shipped ones);
-# dag_class: the work-around for Snakemake checking each batch group once per member (snakemake_compat.py)
+# dag_class, scheduler_class: the work-arounds for Snakemake checking each batch group once per member and
+# for its rate limiter's timers delaying the exit (snakemake_compat.py)
 wf = load_workflow(
     config,
     checkpoints,
     overrides=workflow.config_settings.overwrite_config,
     shipped=["config.yaml", Path(workflow.basedir) / "config.yaml"],
     dag_class=DAG,
+    scheduler_class=JobScheduler,
 )
 
 

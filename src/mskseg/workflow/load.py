@@ -26,7 +26,7 @@ from mskseg.workflow.segment import SegmentInputs
 from mskseg.workflow.segmentation import SegmentationInputs
 from mskseg.workflow.shape import ShapeInputs
 from mskseg.workflow.shape_fitting import ShapeFittingInputs
-from mskseg.workflow.snakemake_compat import check_each_group_once
+from mskseg.workflow.snakemake_compat import check_each_group_once, one_pending_reevaluation
 from mskseg.workflow.studies import StudyInputs
 from mskseg.workflow.targets import Targets
 
@@ -68,7 +68,7 @@ class Workflow:
 
 def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | Path = SCHEMA,
                   overrides: Mapping[str, Any] | None = None, shipped: Sequence[str | Path] = (),
-                  dag_class: type | None = None) -> Workflow:
+                  dag_class: type | None = None, scheduler_class: type | None = None) -> Workflow:
     """Resolve ``config`` (the user's datasets, scale, schema defaults, cross-field checks), plan it and build
     the input functions.
 
@@ -76,10 +76,14 @@ def load_workflow(config: Mapping[str, Any], checkpoints: Any, *, schema: str | 
     ``workflow.config_settings.overwrite_config``): datasets declared there replace the shipped ones;
     ``shipped``: where the shipped ``config.yaml`` may be, the first found wins (the templates of user
     datasets). ``dag_class``: Snakemake's ``DAG``, given the group-check work-around of
-    :mod:`mskseg.workflow.snakemake_compat` (batch groups make the unpatched check quadratic).
+    :mod:`mskseg.workflow.snakemake_compat` (batch groups make the unpatched check quadratic);
+    ``scheduler_class``: its ``JobScheduler``, given the one-pending-timer work-around (the process exits when
+    the last job is done instead of up to a rate-limit timespan later).
     """
     if dag_class is not None:
         check_each_group_once(dag_class)
+    if scheduler_class is not None:
+        one_pending_reevaluation(scheduler_class)
     resolved = resolve_config(config, schema, overrides=overrides, shipped=read_shipped(*shipped))
     return Workflow.build(Plan.from_config(resolved), checkpoints)
 
