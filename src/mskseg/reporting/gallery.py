@@ -37,9 +37,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from mskseg.io.atomic import atomic_path
 from mskseg.io.volumes import read_volume
-from mskseg.reporting.overlays import PLANES, check_grid, decorate, grey_window, label_colour, outline, plane_views
+from mskseg.reporting.overlays import (
+    PLANES,
+    check_grid,
+    decorate,
+    grey_window,
+    label_colour,
+    outline,
+    plane_views,
+    save_png,
+)
 from mskseg.volume import Volume
 
 PANEL_IN = 2.6
@@ -160,13 +168,7 @@ def gallery_figure(image: Volume, prediction: Volume, reference: Volume, path: s
     """Write one subject's gallery PNG (atomically): 3 planes x ``slices_per_plane`` panels."""
     fig = build_gallery(image, prediction, reference, label_names=label_names, slices_per_plane=slices_per_plane,
                         title=title)
-    final = Path(path)
-    try:
-        with atomic_path(final) as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png")
-    finally:
-        fig.clear()
-    return final
+    return save_png(fig, path, DPI)
 
 
 def write_gallery(folder: str | os.PathLike[str], *, method: str, metrics: pd.DataFrame, subjects: Sequence[str],

@@ -164,10 +164,15 @@ def overlay_figure(image: Volume, labels: Volume, path: str | os.PathLike[str], 
         Labels or reference on another grid than the image; an unknown plane or an out-of-range slice.
     """
     fig = build_overlay(image, labels, label_names=label_names, reference=reference, title=title, slices=slices)
+    return save_png(fig, path, DPI)
+
+
+def save_png(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
+    """Write ``fig`` as a PNG at ``dpi`` (atomically; parent folders created), then clear it."""
     final = Path(path)
     try:
         with atomic_path(final) as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png")
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         fig.clear()
     return final

@@ -46,6 +46,24 @@ def _training_dataset(key: str, block: Mapping[str, Any], plan: Plan) -> str:
     return dataset
 
 
+def _rows(key: str, block: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The block's ``rows`` as (label, method), the labels checked to differ."""
+    rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
+    labels = [label for label, _ in rows]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{key}.rows: labels must differ, got {labels}")
+    return rows
+
+
+def _metrics(key: str, block: Mapping[str, Any]) -> tuple[str, ...]:
+    """The block's ``metrics``, checked to be table metrics."""
+    metrics = tuple(block["metrics"])
+    unknown = [m for m in metrics if m not in TABLE_METRICS]
+    if unknown:
+        raise ConfigError(f"{key}.metrics: unknown {unknown}; known: {list(TABLE_METRICS)}")
+    return metrics
+
+
 @dataclass(frozen=True)
 class TransferStudy:
     """The parsed ``studies.hip_transfer`` block: dataset, rows (label, method), reference label, metrics,
@@ -63,10 +81,8 @@ class TransferStudy:
         """Parse and check the block against the plan (errors name the key)."""
         key = f"studies.{HIP_TRANSFER}"
         dataset = _training_dataset(key, block, plan)
-        rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
+        rows = _rows(key, block)
         labels = [label for label, _ in rows]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"{key}.rows: labels must differ, got {labels}")
         trained = plan[dataset].trained
         for label, method in rows:
             spec = trained.get(method)
@@ -79,11 +95,8 @@ class TransferStudy:
         reference = block.get("reference") or labels[0]
         if reference not in labels:
             raise ConfigError(f"{key}.reference: {reference!r} is not a row label ({labels})")
-        metrics = tuple(block["metrics"])
-        unknown = [m for m in metrics if m not in TABLE_METRICS]
-        if unknown:
-            raise ConfigError(f"{key}.metrics: unknown {unknown}; known: {list(TABLE_METRICS)}")
-        return cls(dataset, rows, reference, metrics, block.get("folds"), bool(block.get("in_all", True)))
+        return cls(dataset, rows, reference, _metrics(key, block), block.get("folds"),
+                   bool(block.get("in_all", True)))
 
 
 @dataclass(frozen=True)
@@ -128,21 +141,14 @@ class KneeStudy:
         """Parse and check the block against the plan (errors name the key)."""
         key = f"studies.{KNEE_SHAPE_FITTING}"
         dataset = _training_dataset(key, block, plan)
-        rows = tuple((str(r["label"]), str(r["method"])) for r in block["rows"])
-        labels = [label for label, _ in rows]
-        if len(set(labels)) != len(labels):
-            raise ConfigError(f"{key}.rows: labels must differ, got {labels}")
+        rows = _rows(key, block)
         scored = plan[dataset].evaluated
         for label, method in rows:
             if method not in scored:
                 raise ConfigError(f"{key}.rows: {label}: {method!r} is not a scored method of {dataset!r} "
                                   f"(evaluation.methods: {scored})")
-        metrics = tuple(block["metrics"])
-        unknown = [m for m in metrics if m not in TABLE_METRICS]
-        if unknown:
-            raise ConfigError(f"{key}.metrics: unknown {unknown}; known: {list(TABLE_METRICS)}")
         fitted = tuple(m for _, m in rows if m in plan[dataset].fitted)
-        return cls(dataset, rows, metrics, fitted, bool(block.get("in_all", True)))
+        return cls(dataset, rows, _metrics(key, block), fitted, bool(block.get("in_all", True)))
 
 
 class StudyInputs:
