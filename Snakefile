@@ -100,6 +100,11 @@ rule knee_shape_fitting:
         wf.targets.knee_shape_fitting,
 
 
+rule three_plane_fusion:
+    input:
+        wf.targets.three_plane_fusion,
+
+
 rule spar:
     input:
         wf.targets.spar,

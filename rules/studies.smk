@@ -84,6 +84,67 @@ rule knee_shape_fitting_table:
         "../workflow_scripts/knee_shape_fitting_table.py"
 
 
+rule evaluate_planes:
+    """A three-plane method's fold: its test subjects scored with each plane's model alone and with the blend."""
+    input:
+        unpack(wf.studies.plane_inputs),
+    output:
+        scores=entity_path("evaluation", "{dataset}", "planes.csv", method="{method}", fold="{fold}"),
+        confusions=entity_path("evaluation", "{dataset}", "planeconfusion.csv", method="{method}", fold="{fold}"),
+    log:
+        log_path("evaluation", "{method}/fold-{fold}_planes"),
+    benchmark:
+        entity_path("benchmarks", "{dataset}", "planes.tsv", method="{method}", fold="{fold}")
+    wildcard_constraints:
+        method=wf.plan.method_pattern("trained"),
+    conda:
+        "../envs/torch.yaml"
+    threads: wf.segmentation.threads
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=30,
+        gpu=1,
+    params:
+        inference=wf.predictions.inference_settings,
+        subjects=wf.studies.round_subjects,
+        evaluation=wf.studies.round_settings,
+    script:
+        "../workflow_scripts/evaluate_planes.py"
+
+
+rule three_plane_table:
+    """The three-plane fusion paper's table: each plane and the blend, weights, confusion matrices."""
+    input:
+        unpack(wf.studies.plane_table_inputs),
+    output:
+        table=entity_path("studies", "three_plane_fusion", "table.md"),
+        page=report(
+            entity_path("studies", "three_plane_fusion", "table.html"),
+            category="Studies",
+            caption="../report/three_plane_fusion.rst",
+            labels={"study": "three_plane_fusion", "table": "planes and fused"},
+        ),
+        csv=entity_path("studies", "three_plane_fusion", "table.csv"),
+        figure=report(
+            entity_path("studies", "three_plane_fusion", "confusion.png"),
+            category="Studies",
+            caption="../report/three_plane_confusion.rst",
+            labels={"study": "three_plane_fusion", "table": "confusion matrices"},
+        ),
+    log:
+        "logs/studies/three_plane_fusion.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        study=wf.studies.plane_params,
+    script:
+        "../workflow_scripts/three_plane_table.py"
+
+
 rule spar_latents:
     """The SPAR paper's Figure 3: predicted and reference shape codes per epoch of a regularised training (PCA)."""
     input:

@@ -201,7 +201,8 @@ def test_predictions(wf, plan, tmp_path: Path) -> None:
         "blob_radius_mm": 3.0, "displacement_mm": 1.0, "n_blobs": 3, "offset_mm": -0.3, "seed": 2,
         "smoothness_mm": 10.0}
     files = {**plan["knee"].config, "methods": {"mine": {"kind": "files", "path": "/preds/{subject}.nii.gz"}}}
-    mine = Workflow.build(Plan.from_config({**plan.config, "datasets": {"knee": files}}), FakeCheckpoints())
+    mine = Workflow.build(Plan.from_config({**plan.config, "datasets": {"knee": files}, "studies": {}}),
+                          FakeCheckpoints())
     assert mine.predictions.path(wildcards(dataset="knee", method="mine", subject="k9")) == "/preds/k9.nii.gz"
 
 

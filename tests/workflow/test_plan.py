@@ -100,7 +100,7 @@ def test_wildcard_constraints(plan) -> None:
     assert re.fullmatch(c["subject"], "9001104.v00_R-1") and not re.fullmatch(c["subject"], "a/b")
     assert re.fullmatch(c["view"], "mpr") and re.fullmatch(c["batch"], "000") and not re.fullmatch(c["batch"], "1")
     assert plan.method_pattern("trained") == ("adversarialMask|mpunet|mpunetNoPretrain|mpunetNoWeight|shapePrior|spar|"
-                                              "unet|unet2d|unet2dNoPretrain|unet2dNoWeight|unet3dRecipe")
+                                              "unet|unet2d|unet2dNoPretrain|unet2dNoWeight|unet3dRecipe|unet3plane")
     assert plan.method_pattern("files") == NOTHING and not re.fullmatch(NOTHING, "")
     assert plan.synthetic_pattern() == "knee|hip|hipspar|kneescans|hipscans"
 

@@ -12,7 +12,7 @@ from mskseg.errors import ConfigError
 from mskseg.workflow.compose import compose_config
 from mskseg.workflow.load import Workflow
 from mskseg.workflow.plan import Plan
-from mskseg.workflow.studies import KneeStudy, TransferStudy
+from mskseg.workflow.studies import KneeStudy, PlaneStudy, TransferStudy
 from tests.workflow.fakes import REPO, FakeCheckpoints, demo_config, splits_table, wildcards
 
 HIP = [f"hip{i:03d}" for i in range(8)]
@@ -235,3 +235,34 @@ def test_a_study_setting_reaches_only_its_own_table(plan, tmp_path) -> None:
         assert before.evaluation.table_settings(w) == after.evaluation.table_settings(w)
         assert before.report.gallery_settings(w) == after.report.gallery_settings(w)
     assert before.studies.transfer == after.studies.transfer  # the other studies are untouched
+
+
+KNEE = [f"knee{i:03d}" for i in range(6)]
+
+
+def test_the_three_plane_study_scores_each_fold_per_plane_and_stays_out_of_all(plan, tmp_path) -> None:
+    cps = FakeCheckpoints()
+    cps.qc_done("knee", tmp_path, passed=KNEE)
+    cps.splits_done("knee", tmp_path, splits_table({"0": {"train": KNEE[:3], "val": KNEE[3:4], "test": KNEE[4:]},
+                                                    "1": {"train": KNEE[2:5], "val": KNEE[5:], "test": KNEE[:2]}}))
+    cps.qc_done("hip", tmp_path, passed=HIP)
+    cps.splits_done("hip", tmp_path, splits_table(HIP_FOLDS))
+    wf = Workflow.build(plan, cps)
+    assert wf.studies.planes.method == "unet3plane" and not wf.studies.planes.in_all
+    files = wf.studies.plane_inputs(wildcards(dataset="knee", method="unet3plane", fold="1"))
+    assert files["models"] == [f"results/models/knee/method-unet3plane_fold-1_view-{v}_model.pt"
+                               for v in ("axial", "coronal", "sagittal")]
+    assert files["fusion"] == "results/models/knee/method-unet3plane_fold-1_fusion.json"
+    assert files["images"] == [f"results/preprocess/knee/sub-{s}_image.nii.gz" for s in KNEE[:2]]
+    table = wf.studies.plane_table_inputs()
+    assert table["scores"] == [f"results/evaluation/knee/method-unet3plane_fold-{f}_planes.csv" for f in "01"]
+    assert wf.studies.plane_params()["folds"] == ["0", "1"]
+    assert wf.targets.three_plane_fusion()[-1] == "results/studies/three_plane_fusion/confusion.png"
+    assert not any("three_plane" in t for t in wf.targets.studies())
+    assert not any("unet3plane" in t for t in wf.targets.models())  # `all` trains it only for the study
+
+
+def test_the_three_plane_study_needs_a_three_plane_method(plan) -> None:
+    block = {**plan.config["studies"]["three_plane_fusion"], "method": "unet2d"}
+    with pytest.raises(ConfigError, match="with view three_plane"):
+        PlaneStudy.from_config(block, plan)

@@ -82,7 +82,7 @@ def test_without_a_user_file_the_demo_datasets_run() -> None:
     shipped = read_shipped(REPO / "config.yaml")
     composed = compose_config(shipped, {"scale": "demo"}, shipped)
     assert set(composed["datasets"]) == {"knee", "hip", "hipspar", "kneescans", "hipscans"}
-    assert set(composed["studies"]) == {"hip_transfer", "knee_shape_fitting", "spar"}
+    assert set(composed["studies"]) == {"hip_transfer", "knee_shape_fitting", "three_plane_fusion", "spar"}
 
 
 def test_a_user_dataset_inherits_its_template_and_the_scale() -> None:

@@ -36,6 +36,8 @@ HIP_TRANSFER = "hip_transfer"
 SPAR = "spar"
 #: the knee paper's Table 1, landmark errors and runtime per step
 KNEE_SHAPE_FITTING = "knee_shape_fitting"
+#: the three-plane fusion paper's per-plane and fused scores
+THREE_PLANE_FUSION = "three_plane_fusion"
 
 
 def _training_dataset(key: str, block: Mapping[str, Any], plan: Plan) -> str:
@@ -151,6 +153,29 @@ class KneeStudy:
         return cls(dataset, rows, _metrics(key, block), fitted, bool(block.get("in_all", True)))
 
 
+@dataclass(frozen=True)
+class PlaneStudy:
+    """The parsed ``studies.three_plane_fusion`` block: the dataset, its ``three_plane`` method, whether ``all``
+    includes it."""
+
+    dataset: str
+    method: str
+    in_all: bool
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any], plan: Plan) -> PlaneStudy:
+        """Parse and check the block against the plan (errors name the key)."""
+        key = f"studies.{THREE_PLANE_FUSION}"
+        dataset = _training_dataset(key, block, plan)
+        method = str(block["method"])
+        spec = plan[dataset].trained.get(method)
+        if spec is None or spec.view != "three_plane":
+            three = [m for m, s in plan[dataset].trained.items() if s.view == "three_plane"]
+            raise ConfigError(f"{key}.method: {method!r} is not a trained method of {dataset!r} with view "
+                              f"three_plane ({three})")
+        return cls(dataset, method, bool(block.get("in_all", False)))
+
+
 class StudyInputs:
     """Input functions of the studies' rules (``evaluate_rounds``, ``hip_transfer_table``) and targets."""
 
@@ -161,6 +186,8 @@ class StudyInputs:
         self.transfer = TransferStudy.from_config(studies[HIP_TRANSFER], plan) if HIP_TRANSFER in studies else None
         self.spar = SparStudy.from_config(studies[SPAR], plan) if SPAR in studies else None
         self.knee = KneeStudy.from_config(studies[KNEE_SHAPE_FITTING], plan) if KNEE_SHAPE_FITTING in studies else None
+        self.planes = (PlaneStudy.from_config(studies[THREE_PLANE_FUSION], plan) if THREE_PLANE_FUSION in studies
+                       else None)
 
     def _transfer(self) -> TransferStudy:
         if self.transfer is None:
@@ -254,4 +281,39 @@ class StudyInputs:
                           "tables": table_settings(self.plan[study.dataset].config)})
 
 
-__all__ = ["HIP_TRANSFER", "KNEE_SHAPE_FITTING", "SPAR", "KneeStudy", "SparStudy", "StudyInputs", "TransferStudy"]
+    def _planes(self) -> PlaneStudy:
+        if self.planes is None:
+            raise ConfigError(f"no studies.{THREE_PLANE_FUSION} block in the configuration")
+        return self.planes
+
+    def plane_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """``evaluate_planes``: every plane's model and description, the fold's fusion weights, its test images
+        and masks."""
+        d, m, f = wildcards.dataset, wildcards.method, wildcards.fold
+        views = self.plan[d].trained[m].views
+        subjects = self.checkpoints.fold_subjects(d, f, "test")
+        return {"models": [model_path(d, "model.pt", method=m, fold=f, view=v) for v in views],
+                "infos": [model_path(d, "model.json", method=m, fold=f, view=v) for v in views],
+                "fusion": model_path(d, "fusion.json", method=m, fold=f),
+                "images": [entity_path("preprocess", d, "image.nii.gz", subject=s) for s in subjects],
+                "masks": [entity_path("preprocess", d, "mask.nii.gz", subject=s) for s in subjects]}
+
+    def plane_table_inputs(self, wildcards: Any = None) -> dict[str, list[str]]:
+        """``three_plane_table``: every fold's plane scores, confusions and fusion weights (in fold order)."""
+        study = self._planes()
+        d, m = study.dataset, study.method
+        folds = self.checkpoints.folds(d)
+        return {"scores": [entity_path("evaluation", d, "planes.csv", method=m, fold=f) for f in folds],
+                "confusions": [entity_path("evaluation", d, "planeconfusion.csv", method=m, fold=f) for f in folds],
+                "fusions": [model_path(d, "fusion.json", method=m, fold=f) for f in folds]}
+
+    def plane_params(self, wildcards: Any = None) -> dict[str, Any]:
+        """Dataset, method, folds and the dataset's table settings (canonical)."""
+        study = self._planes()
+        return canonical({"dataset": study.dataset, "method": study.method,
+                          "folds": self.checkpoints.folds(study.dataset),
+                          "tables": table_settings(self.plan[study.dataset].config)})
+
+
+__all__ = ["HIP_TRANSFER", "KNEE_SHAPE_FITTING", "SPAR", "THREE_PLANE_FUSION", "KneeStudy", "PlaneStudy", "SparStudy",
+           "StudyInputs", "TransferStudy"]

@@ -130,6 +130,13 @@ class Targets:
         return [entity_path("studies", "knee_shape_fitting", suffix) for suffix in ("table.md", "table.html",
                                                                                      "table.csv")]
 
+    def three_plane_fusion(self, wildcards: Any = None) -> list[str]:
+        """Each plane alone and fused, blending weights, confusion matrices (studies.three_plane_fusion)."""
+        if "three_plane_fusion" not in self.full.studies:
+            return []
+        return [entity_path("studies", "three_plane_fusion", suffix)
+                for suffix in ("table.md", "table.html", "table.csv", "confusion.png")]
+
     def spar(self, wildcards: Any = None) -> list[str]:
         """The SPAR comparison (studies.spar), when configured: its dataset's tables and, for each regularised
         method, the latent codes per epoch of its first fold."""
@@ -148,6 +155,7 @@ class Targets:
         studies = self.full.studies
         targets = self.hip_transfer() if studies.get("hip_transfer", {}).get("in_all", True) else []
         targets += self.knee_shape_fitting() if studies.get("knee_shape_fitting", {}).get("in_all", True) else []
+        targets += self.three_plane_fusion() if studies.get("three_plane_fusion", {}).get("in_all", False) else []
         return targets + (self.spar() if studies.get("spar", {}).get("in_all", False) else [])
 
     def report(self, wildcards: Any = None) -> list[str]:
