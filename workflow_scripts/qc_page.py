@@ -12,7 +12,11 @@ from mskseg.workflow.logs import setup_logging
 
 def main(*, dataset: str, checks: Path, subjects: Path, page: Path, log: Path | None = None) -> None:
     logger = setup_logging(log, "qc_page")
-    write_text(page, qc_html(dataset, read_table(checks), read_table(subjects)))
+    try:
+        text = qc_html(dataset, read_table(checks), read_table(subjects))
+    except ValueError as err:
+        raise ValueError(f"{checks}, {subjects}: {err}") from err
+    write_text(page, text)
     logger.info("%s -> %s", dataset, page)
 
 

@@ -101,6 +101,14 @@ def test_the_gallery_folder_holds_one_picture_per_subject_in_order(tmp_path: Pat
     assert sorted(p.name for p in folder.iterdir()) == [p.name for p in written]  # replaced as a whole
     assert matplotlib.image.imread(written[0]).shape[2] == 4
     assert not (tmp_path / "gallery.partial").exists()
+    other = Volume(mask.array, (1.0, 1.0, 1.0), mask.origin, mask.direction)
+    write_volume(other, tmp_path / "other.nii.gz")
+    with pytest.raises(ValueError, match="subject bad: prediction are on another grid"):
+        write_gallery(folder, method="m", metrics=metrics, subjects=["bad"], images=[files["bad"][0]],
+                      predictions=[tmp_path / "other.nii.gz"], references=[files["bad"][2]], label_names=NAMES,
+                      settings=GallerySettings(slices_per_plane=1))
+    assert not (tmp_path / "gallery.partial").exists()  # nothing half-written left behind
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in written]  # the last gallery stays
     with pytest.raises(ValueError, match="2 subjects but 1 images"):
         write_gallery(folder, method="m", metrics=metrics, subjects=["good", "bad"], images=[files["good"][0]],
                       predictions=[], references=[], label_names=NAMES, settings=GallerySettings())

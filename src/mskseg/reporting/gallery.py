@@ -192,17 +192,21 @@ def write_gallery(folder: str | os.PathLike[str], *, method: str, metrics: pd.Da
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     written = []
-    for position, (subject, tag) in enumerate(ranked, start=1):
-        image, prediction, reference = (read_volume(p) for p in files[subject])
-        score = scores.get(subject, math.nan)
-        title = f"{method}: sub-{subject} ({tag} case {(position + 1) // 2}), mean {settings.metric} {score:.3f}"
-        name = gallery_name(position, tag, subject)
-        try:
-            gallery_figure(image, prediction, reference, partial / name, label_names=label_names,
-                           slices_per_plane=settings.slices_per_plane, title=title)
-        except ValueError as err:
-            raise ValueError(f"gallery of {method}, subject {subject}: {err}") from err
-        written.append(final / name)
+    try:
+        for position, (subject, tag) in enumerate(ranked, start=1):
+            image, prediction, reference = (read_volume(p) for p in files[subject])
+            score = scores.get(subject, math.nan)
+            title = f"{method}: sub-{subject} ({tag} case {(position + 1) // 2}), mean {settings.metric} {score:.3f}"
+            name = gallery_name(position, tag, subject)
+            try:
+                gallery_figure(image, prediction, reference, partial / name, label_names=label_names,
+                               slices_per_plane=settings.slices_per_plane, title=title)
+            except ValueError as err:
+                raise ValueError(f"gallery of {method}, subject {subject}: {err}") from err
+            written.append(final / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-written is left behind
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
