@@ -105,6 +105,11 @@ rule three_plane_fusion:
         wf.targets.three_plane_fusion,
 
 
+rule cartilage_design:
+    input:
+        wf.targets.cartilage_design,
+
+
 rule spar:
     input:
         wf.targets.spar,

@@ -166,3 +166,44 @@ rule spar_latents:
         runtime=10,
     script:
         "../workflow_scripts/spar_latents.py"
+
+
+rule cartilage_design_table:
+    """The cartilage paper's study: DSC and VOE per experiment with Kruskal-Wallis and Dunn, Dice along the field
+    of view, training-set size with the power-law fit."""
+    input:
+        unpack(wf.studies.design_inputs),
+    output:
+        table=entity_path("studies", "cartilage_design", "table.md"),
+        page=report(
+            entity_path("studies", "cartilage_design", "table.html"),
+            category="Studies",
+            caption="../report/cartilage_design.rst",
+            labels={"study": "cartilage_design", "table": "experiments"},
+        ),
+        csv=entity_path("studies", "cartilage_design", "table.csv"),
+        sizes=entity_path("studies", "cartilage_design", "powerlaw.csv"),
+        fov=report(
+            entity_path("studies", "cartilage_design", "fov.png"),
+            category="Studies",
+            caption="../report/cartilage_design_fov.rst",
+            labels={"study": "cartilage_design", "table": "Dice along the field of view"},
+        ),
+        powerlaw=report(
+            entity_path("studies", "cartilage_design", "powerlaw.png"),
+            category="Studies",
+            caption="../report/cartilage_design_powerlaw.rst",
+            labels={"study": "cartilage_design", "table": "training-set size"},
+        ),
+    log:
+        "logs/studies/cartilage_design.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        study=wf.studies.design_params,
+    script:
+        "../workflow_scripts/cartilage_design_table.py"

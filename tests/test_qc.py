@@ -168,3 +168,16 @@ def test_an_image_without_label_is_checked_and_its_orientation_recorded(tmp_path
     by_check = {r.check: r for r in records}
     assert by_check["image_read"].status == "pass" and "(oblique)" in by_check["image_read"].detail
     assert by_check["label_read"].status == "skipped" and read is not None and mask is None
+
+
+def test_undeclared_values_fail_unless_the_dataset_makes_them_background(tmp_path: Path, pair) -> None:
+    image, mask = pair
+    only_b = {"b": 2}  # the pair's masks hold 1 and 2
+    failed = _run(tmp_path, image, mask, QCSettings(labels=only_b))
+    assert failed["label_values"][0] == "fail" and "undeclared label value(s) 1" in failed["label_values"][1]
+    kept = _run(tmp_path, image, mask, QCSettings(labels=only_b, undeclared="background"))
+    assert kept["label_values"][0] == "pass" and "undeclared 1 (" in kept["label_values"][1]
+    assert "become background" in kept["label_values"][1] and kept["structures_present"][0] == "pass"
+    assert QCSettings.from_dict(QCSettings(labels=only_b, undeclared="background").to_dict()).undeclared == "background"
+    with pytest.raises(ValueError, match="undeclared"):
+        QCSettings(labels=only_b, undeclared="drop")

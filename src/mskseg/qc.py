@@ -47,9 +47,12 @@ class QCSettings:
     spacing_tol_mm: float = SPACING_TOL_MM
     origin_tol_mm: float = ORIGIN_TOL_MM
     direction_tol: float = DIRECTION_TOL
+    undeclared: str = "error"
     expected_values: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.undeclared not in ("error", "background"):
+            raise ValueError(f"undeclared labels: 'error' or 'background', got {self.undeclared!r}")
         unknown = [name for name in self.expected if name not in self.labels]
         if unknown:
             raise ValueError(f"expected structures {unknown} are not declared labels {list(self.labels)}")
@@ -61,7 +64,7 @@ class QCSettings:
         return {"labels": {k: int(v) for k, v in self.labels.items()}, "expected": list(self.expected),
                 "mask_geometry": self.mask_geometry, "spacing_range_mm": list(self.spacing_range_mm),
                 "spacing_tol_mm": self.spacing_tol_mm, "origin_tol_mm": self.origin_tol_mm,
-                "direction_tol": self.direction_tol}
+                "direction_tol": self.direction_tol, "undeclared": self.undeclared}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> QCSettings:
@@ -162,7 +165,7 @@ def _run_checks(run: _Checks, image_path: str | Path, label_path: str | Path | N
         run.add("geometry", "pass")
     run.start("label_values")
     counts = _label_counts(fixed.array)
-    run.add("label_values", *_check_label_values(counts, settings.labels))
+    run.add("label_values", *_check_label_values(counts, settings.labels, settings.undeclared))
     run.start("structures_present")
     run.add("structures_present", *_check_structures(counts, settings))
     return image, fixed
@@ -206,13 +209,17 @@ def _label_counts(array: np.ndarray) -> dict[int, int] | str:
     return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
-def _check_label_values(counts: dict[int, int] | str, labels: Mapping[str, int]) -> tuple[str, str]:
+def _check_label_values(counts: dict[int, int] | str, labels: Mapping[str, int], undeclared: str = "error"
+                        ) -> tuple[str, str]:
     if isinstance(counts, str):
         return "fail", counts
     declared = {0, *map(int, labels.values())}
     unknown = {v: c for v, c in counts.items() if v not in declared}
     if unknown:
         listed = ", ".join(f"{v} ({c} voxels)" for v, c in sorted(unknown.items())[:10])
+        if undeclared == "background":
+            kept = ", ".join(f"{v}:{c}" for v, c in sorted(counts.items()) if v in declared)
+            return "pass", f"{kept}; undeclared {listed} become background (undeclared_labels: background)"
         return "fail", f"undeclared label value(s) {listed}; declared: {sorted(declared)}"
     return "pass", ", ".join(f"{v}:{c}" for v, c in sorted(counts.items()))
 

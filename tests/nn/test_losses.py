@@ -95,3 +95,17 @@ def test_bad_inputs_raise() -> None:
         soft_dice(logits, target + 3)
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("focal")
+
+
+def test_soft_dice_pools_the_batch_and_weights_samples_by_hand() -> None:
+    # sample 0 has foreground, sample 1 none; predictions 0.5 everywhere
+    target = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])
+    logits = torch.zeros(2, 2, 4)
+    # pooled: intersection 0.5 + 0.5 = 1; sums: prob 8 * 0.5 = 4, reference 2 -> Dice 2 / 6
+    assert soft_dice(logits, target).item() == pytest.approx(1 - 2 / 6, abs=1e-5)
+    # sample 1 weighted 1/3: prob sum 2 + 2/3, reference 2, intersection 1 -> Dice 2 / (14 / 3)
+    weights = torch.tensor([1.0, 1 / 3])
+    assert soft_dice(logits, target, sample_weight=weights).item() == pytest.approx(1 - 6 / 14, abs=1e-5)
+    # an empty slice predicted empty costs nothing; a class absent everywhere and never predicted: Dice 1
+    empty = F.one_hot(torch.zeros(1, 4, dtype=torch.long), 2).movedim(-1, 1).float() * 40 - 20
+    assert soft_dice(empty, torch.zeros(1, 4, dtype=torch.long)).item() < 1e-6

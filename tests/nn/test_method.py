@@ -109,3 +109,37 @@ def test_settings_round_trip_through_plain_values() -> None:
                                  "overlap": 0.5}
     assert TrainSettings.from_dict(s.train.to_dict()) == s.train and s.train.to_dict()["betas"] == [0.8, 0.9]
     assert type(s.augment).from_dict(s.augment.to_dict()) == s.augment
+
+
+def test_a_subset_of_training_patients_is_parsed_and_scales_epochs_to_equal_steps() -> None:
+    from mskseg.nn.subset_settings import SubsetSettings
+
+    spec = MethodSpec.from_config("m", {"kind": "trained", "network": {"name": "unet2d"},
+                                        "train_subjects": {"size": 5, "seed": 2, "balance_by": "kl_grade"}})
+    subset = spec.train_subjects
+    assert (subset.size, subset.seed, subset.balance_by, subset.equal_steps) == (5, 2, "kl_grade", True)
+    # the paper's 240 / 80 / 40 / 20 epochs for 5 / 15 / 30 / 60 of 60 patients
+    assert [subset.epochs(20, steps_per_epoch=None, n_full=60, n_subset=n) for n in (5, 15, 30, 60)] == [240, 80, 40,
+                                                                                                        20]
+    assert subset.epochs(20, steps_per_epoch=25, n_full=60, n_subset=5) == 20  # an epoch is 25 steps already
+    assert SubsetSettings(size=0.25).size == 0.25 and SubsetSettings(size=1.0).size == 1.0
+    assert isinstance(SubsetSettings(size=4.0).size, int)
+    for bad in (0, -1, 2.5, True, float("nan")):
+        with pytest.raises(ValueError, match="size"):
+            SubsetSettings(size=bad)
+    with pytest.raises(ConfigError, match=r"train_subjects.*interactive"):
+        MethodSpec.from_config("m", {"kind": "trained", "interactive": {"rounds": [2, 4]},
+                                     "train_subjects": {"size": 2}})
+
+
+def test_the_training_key_leaves_out_what_acts_after_training() -> None:
+    base = {"kind": "trained", "network": {"name": "unet2d", "base": 8}, "loss": "ce", "train": {"epochs": 3}}
+    sagittal = MethodSpec.from_config("a", {**base, "view": "sagittal"})
+    planes = MethodSpec.from_config("b", {**base, "view": "three_plane", "postprocess": True, "threads": 4,
+                                          "fusion": {"step": 0.1}})
+    assert sagittal.view_training_key("sagittal") == planes.view_training_key("sagittal")
+    assert planes.view_training_key("axial") != planes.view_training_key("sagittal")
+    longer = MethodSpec.from_config("c", {**base, "view": "sagittal", "train": {"epochs": 4}})
+    assert longer.view_training_key("sagittal") != sagittal.view_training_key("sagittal")
+    with pytest.raises(ValueError, match="no 'axial' model"):
+        sagittal.view_training_key("axial")

@@ -136,3 +136,19 @@ def test_settings_from_dict_and_validation():
                 {"crop_labels": ["a"]}):
         with pytest.raises(ValueError):
             PreprocessSettings.from_dict(bad)
+
+
+def test_labels_not_kept_become_background_and_are_recorded(phantom):
+    image, mask = phantom
+    settings = PreprocessSettings(orientation="RAS", spacing=None, crop_labels=(2,), crop_margin_mm=5.0,
+                                  keep_labels=(2,))
+    _, msk, record = preprocess_pair(image, mask, settings)
+    _, full, _ = preprocess_pair(image, mask, PreprocessSettings(orientation="RAS", spacing=None, crop_labels=(2,),
+                                                                 crop_margin_mm=5.0))
+    assert set(np.unique(msk.array)) == {0, 2} and 1 in np.unique(full.array)
+    assert np.array_equal(msk.array == 2, full.array == 2)  # label 2 untouched, the same crop
+    assert record["dropped_labels"] == {1: int(np.count_nonzero(mask.array == 1))}
+    assert PreprocessSettings.from_dict(settings.to_dict()) == settings
+    assert "keep_labels" not in PreprocessSettings().to_dict()  # datasets without it read as before
+    with pytest.raises(ValueError, match="keep_labels"):
+        PreprocessSettings(keep_labels=(0,))

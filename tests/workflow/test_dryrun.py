@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,3 +58,53 @@ def test_slurm_profile_submits_a_batch_of_subjects_chains_as_one_job_and_gpu_rul
         assert per_grouped[rule] == per_alone[rule] > 0, rule  # never grouped
     grouped_away = (12 + 12 + 3) + (2 * 12 + 2 * 12 + 3) + (2 * 12 + 3 * 12 + 9)
     assert alone - grouped == grouped_away - (3 + 3 + 3 * 3), (grouped, alone)  # each batch one job
+
+
+def test_studies_share_trained_models_nothing_is_trained_twice(tmp_path: Path, monkeypatch) -> None:
+    """Three studies on one dataset: the knee paper's (unet2d, the pre-segmentation of shapefit), the three-plane
+    fusion (its sagittal model is trained as unet2d is) and the cartilage design's training sizes (the full size
+    is unet2d itself). The dry run's training jobs: each model once, never two with equal settings."""
+    import re
+
+    import pandas as pd
+    import yaml
+
+    from mskseg.splits import make_splits
+    from mskseg.workflow.config import resolve_config
+    from mskseg.workflow.plan import Plan
+
+    folder = write_inputs(tmp_path, 12, 3)
+    pretend_qc_done(folder, 12)
+    subjects = pd.read_csv(folder / "manifest.tsv", sep="\t", dtype=str)
+    splits = make_splits(subjects, {"method": "kfold", "k": 3, "n_val_folds": 1, "seed": 1})
+    (folder / "results" / "splits" / "oai").mkdir(parents=True)
+    splits.to_csv(folder / "results" / "splits" / "oai" / "splits.tsv", sep="\t", index=False)
+    user = {"datasets": {"oai": {"template": "knee", "source": {"manifest": {"path": "manifest.tsv"}},
+                                 "split": {"method": "kfold", "k": 3, "n_val_folds": 1, "seed": 1},
+                                 "evaluation": {"methods": ["unet2d", "unet3plane", "shapefit"]}}},
+            "studies": {"knee_shape_fitting": {"dataset": "oai", "rows": [{"label": "2D U-Net", "method": "unet2d"},
+                                                                          {"label": "full", "method": "shapefit"}]},
+                        "three_plane_fusion": {"dataset": "oai", "method": "unet3plane"},
+                        "cartilage_design": {"dataset": "oai", "training_size": {"methods": ["unet2d"], "sizes": [2]},
+                                             "experiments": {"planes": [{"label": "sagittal", "method": "unet2d"},
+                                                                        {"label": "fused", "method": "unet3plane"}]}}}}
+    (folder / "config.yaml").write_text((REPO / "config.yaml").read_text())  # the shipped one, and the user's:
+    (folder / "mine.yaml").write_text(yaml.safe_dump(user))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "all", "three_plane_fusion", "cartilage_design", "-n",
+                             "--cores", "2", "--snakefile", str(REPO / "Snakefile"), "--configfile", "mine.yaml"],
+                            cwd=folder, text=True, capture_output=True, check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    jobs = [dict(kv.split("=") for kv in m.group(1).split(", "))
+            for m in re.finditer(r"^rule train_model:\n(?:.*\n)*?\s+wildcards: (.*)$", text, re.M)]
+    trained = sorted((j["method"], j["fold"], j["view"]) for j in jobs)
+    assert len(trained) == len(set(trained)), trained
+    shipped = yaml.safe_load((REPO / "config.yaml").read_text())
+    monkeypatch.chdir(folder)  # the manifest's relative path
+    plan = Plan.from_config(resolve_config({**shipped, **user}, overrides=user, shipped=shipped))["oai"]
+    keys = [(fold, view, plan.trained[method].view_training_key(view)) for method, fold, view in trained]
+    assert len(keys) == len(set(keys)), "two training jobs with equal settings"
+    folds = ["0", "1", "2"]
+    assert {(m, v) for m, _, v in trained} == {("unet2d", "sagittal"), ("unet3plane", "axial"),
+                                              ("unet3plane", "coronal"), ("unet2dN2S1", "sagittal")}
+    assert sorted(f for m, f, _ in trained if m == "unet2d") == folds  # shared by the three studies

@@ -63,10 +63,12 @@ def test_a_bad_training_setting_fails_when_the_plan_is_made(config) -> None:
 
 # ---- plan -------------------------------------------------------------------------------------
 def test_the_plan_of_the_demo(plan) -> None:
-    assert list(plan.datasets) == ["knee", "hip", "hipspar", "kneescans", "hipscans"]
+    assert list(plan.datasets) == ["knee", "hip", "hipspar", "kneedesign", "kneescans", "hipscans"]
     assert plan.synthetic == list(plan.datasets)
-    assert list(plan.training) == ["knee", "hip", "hipspar"] and list(plan.segmenting) == ["kneescans", "hipscans"]
-    assert list(plan.default_plan().training) == ["knee", "hip"]  # hipspar: only the spar study's (not in all)
+    assert list(plan.training) == ["knee", "hip", "hipspar", "kneedesign"]
+    assert list(plan.segmenting) == ["kneescans", "hipscans"]
+    # hipspar and kneedesign: only the spar and cartilage_design studies' (not in all)
+    assert list(plan.default_plan().training) == ["knee", "hip"]
     scans = plan["kneescans"]
     assert scans.methods == {} and scans.shape_models == {} and scans.evaluated == [] and scans.trained == {}
     assert scans.row("knee000")["label"] == ""  # unlabelled: the phantom's mask is hidden truth only
@@ -99,10 +101,12 @@ def test_wildcard_constraints(plan) -> None:
     assert re.fullmatch(c["structure"], "femur_left") and re.fullmatch(c["wmap"], "eroded")
     assert re.fullmatch(c["subject"], "9001104.v00_R-1") and not re.fullmatch(c["subject"], "a/b")
     assert re.fullmatch(c["view"], "mpr") and re.fullmatch(c["batch"], "000") and not re.fullmatch(c["batch"], "1")
-    assert plan.method_pattern("trained") == ("adversarialMask|mpunet|mpunetNoPretrain|mpunetNoWeight|shapePrior|spar|"
-                                              "unet|unet2d|unet2dNoPretrain|unet2dNoWeight|unet3dRecipe|unet3plane")
+    assert plan.method_pattern("trained") == (
+        "adversarialMask|deeplab|deeplabN2S1|deeplabN4S1|mpunet|mpunetNoPretrain|mpunetNoWeight|segnet|segnetN2S1|"
+        "segnetN4S1|shapePrior|spar|unet|unet25d3|unet25d5|unet25d7|unet2d|unet2dN2S1|unet2dN4S1|unet2dNoPretrain|"
+        "unet2dNoWeight|unet3d|unet3dRecipe|unet3plane|unetBce|unetNoAug|unetWce")  # the design study's sizes too
     assert plan.method_pattern("files") == NOTHING and not re.fullmatch(NOTHING, "")
-    assert plan.synthetic_pattern() == "knee|hip|hipspar|kneescans|hipscans"
+    assert plan.synthetic_pattern() == "knee|hip|hipspar|kneedesign|kneescans|hipscans"
 
 
 def test_manifests_of_every_source(tmp_path: Path, config) -> None:

@@ -89,3 +89,33 @@ def test_dataset_manifest_script_writes_the_resolved_manifest(tmp_path: Path) ->
     frame = read_table(tmp_path / "m.tsv")
     assert frame["subject"].tolist() == ["hip000", "hip001", "hip002"]
     assert frame["patient"].tolist() == ["hipp000", "hipp000", "hipp001"]
+
+
+def test_cartilage_design_table_writes_the_tables_and_both_figures(tmp_path: Path) -> None:
+    from cartilage_design_table import main
+
+    from mskseg.io.tables import write_table
+
+    metrics, fovs = [], []
+    for method, base in (("a", 0.9), ("b", 0.7), ("a2", 0.6), ("b2", 0.5)):
+        rows = [{"method": method, "subject": f"s{i}", "structure": "fc", "dice": base + 0.01 * i,
+                 "voe": 1 - base - 0.01 * i} for i in range(4)]
+        write_table(pd.DataFrame(rows), tmp_path / f"{method}_metrics.csv")
+        metrics.append(tmp_path / f"{method}_metrics.csv")
+        if method in ("a", "b"):
+            write_table(pd.DataFrame([{**r, "position_pct": p} for r in rows for p in (0.0, 50.0, 100.0)]),
+                        tmp_path / f"{method}_fov.csv")
+            fovs.append(tmp_path / f"{method}_fov.csv")
+    study = {"dataset": "k", "structure": "fc", "experiments": [["arch", [["A", "a"], ["B", "b"]]]],
+             "sizes": [["A", [[2.0, 1, "a2"], [1.0, 1, "a"]]], ["B", [[2.0, 1, "b2"], [1.0, 1, "b"]]]],
+             "patients": {"a": 8, "b": 8, "a2": 2, "b2": 2}, "metrics": ["dice", "voe"], "alpha": 0.05, "bins": 4,
+             "decimals": 3}
+    out = {k: tmp_path / f"out_{k}.{e}" for k, e in (("table", "md"), ("page", "html"), ("csv", "csv"),
+                                                     ("sizes", "csv"), ("fov", "png"), ("powerlaw", "png"))}
+    main(study=study, metrics=metrics, fovs=fovs, log=tmp_path / "log.txt", **out)
+    text = out["table"].read_text()
+    assert "## Arch" in text and "| A | a | **0.915 (0.013)** |" in text and "| B | DSC |" in text
+    assert set(read_table(out["csv"])["label"]) == {"A", "B"}
+    assert set(read_table(out["sizes"])["patients"]) == {2, 8}
+    assert out["fov"].stat().st_size > 1000 and out["powerlaw"].stat().st_size > 1000
+    assert "<table" in out["page"].read_text()

@@ -251,7 +251,8 @@ def test_the_three_plane_study_scores_each_fold_per_plane_and_stays_out_of_all(p
     assert wf.studies.planes.method == "unet3plane" and not wf.studies.planes.in_all
     files = wf.studies.plane_inputs(wildcards(dataset="knee", method="unet3plane", fold="1"))
     assert files["models"] == [f"results/models/knee/method-unet3plane_fold-1_view-{v}_model.pt"
-                               for v in ("axial", "coronal", "sagittal")]
+                               for v in ("axial", "coronal")] + [
+        "results/models/knee/method-unet2d_fold-1_view-sagittal_model.pt"]  # trained alike: unet2d's, shared
     assert files["fusion"] == "results/models/knee/method-unet3plane_fold-1_fusion.json"
     assert files["images"] == [f"results/preprocess/knee/sub-{s}_image.nii.gz" for s in KNEE[:2]]
     table = wf.studies.plane_table_inputs()

@@ -81,8 +81,9 @@ def test_oai_zib_visits_of_one_patient_stay_in_one_role(user_run: Path) -> None:
 def test_without_a_user_file_the_demo_datasets_run() -> None:
     shipped = read_shipped(REPO / "config.yaml")
     composed = compose_config(shipped, {"scale": "demo"}, shipped)
-    assert set(composed["datasets"]) == {"knee", "hip", "hipspar", "kneescans", "hipscans"}
-    assert set(composed["studies"]) == {"hip_transfer", "knee_shape_fitting", "three_plane_fusion", "spar"}
+    assert set(composed["datasets"]) == {"knee", "hip", "hipspar", "kneedesign", "kneescans", "hipscans"}
+    assert set(composed["studies"]) == {"hip_transfer", "knee_shape_fitting", "three_plane_fusion", "cartilage_design",
+                                       "spar"}
 
 
 def test_a_user_dataset_inherits_its_template_and_the_scale() -> None:

@@ -69,16 +69,23 @@ def weighted_cross_entropy(logits, target, *, sample_weight=None) -> torch.Tenso
 
 
 def soft_dice(logits, target, *, sample_weight=None, eps: float = 1e-6) -> torch.Tensor:
-    """1 - mean soft Dice of the foreground classes (class 0 is background), per sample."""
+    """1 - mean soft Dice of the foreground classes (class 0 is background) over the batch: the voxels of
+    every sample pooled, each sample's weighted by its ``sample_weight``. Pooled, a slice without a structure
+    adds to that structure's denominator instead of being a Dice of its own, which any predicted voxel would
+    make 0 (per-slice Dice pulls a network towards predicting nothing on 2D slices of a thin structure);
+    a class absent from the whole batch and predicted nowhere counts as Dice 1."""
     _check(logits, target)
     prob = logits.softmax(dim=1)
     onehot = F.one_hot(target.long(), logits.shape[1]).movedim(-1, 1).to(prob)
-    dims = tuple(range(2, logits.dim()))
+    if sample_weight is not None:
+        w = sample_weight.to(prob).reshape(-1, *([1] * (logits.dim() - 1)))
+        prob, onehot = prob * w, onehot * w
+    dims = (0, *range(2, logits.dim()))
     inter = (prob * onehot).sum(dims)
     denom = prob.sum(dims) + onehot.sum(dims)
-    dice = (2 * inter + eps) / (denom + eps)  # (B, C)
-    fg = dice[:, 1:] if logits.shape[1] > 1 else dice
-    return _per_sample(1 - fg, sample_weight)
+    dice = (2 * inter + eps) / (denom + eps)  # (C,)
+    fg = dice[1:] if logits.shape[1] > 1 else dice
+    return 1 - fg.mean()
 
 
 def dice_ce(logits, target, *, sample_weight=None) -> torch.Tensor:

@@ -25,6 +25,7 @@ from mskseg.nn.settings import (
     TrainSettings,
 )
 from mskseg.nn.spar_settings import SparSettings
+from mskseg.nn.subset_settings import SubsetSettings
 
 #: view modes and the models each trains (one per plane for three_plane)
 PLANE_VIEWS = ("sagittal", "coronal", "axial")
@@ -36,7 +37,7 @@ LOSSES = ("ce", "wce", "dice", "dice_ce", "bce", "weighted_ce", "ce_distance")
 WEIGHT_MAP_LOSSES = ("weighted_ce", "ce_distance")
 KEYS = ("kind", "network", "view", "n_slices", "loss", "weight_map", "train", "augment", "multiplanar", "patch",
         "fusion", "inference", "threads", "runtime_min", "pretrain", "interactive", "postprocess",
-        "regularisation")
+        "regularisation", "train_subjects")
 
 T = TypeVar("T")
 
@@ -94,6 +95,7 @@ class MethodSpec:
     interactive: InteractiveSettings | None = None
     postprocess: bool = False
     regularisation: SparSettings | None = None
+    train_subjects: SubsetSettings | None = None
 
     @classmethod
     def from_config(cls, name: str, spec: Mapping[str, Any], weight_maps: Mapping[str, Any] | None = None
@@ -144,7 +146,8 @@ class MethodSpec:
                    pretrain=_pretrain(where, spec.get("pretrain")),
                    interactive=_interactive(where, spec.get("interactive")),
                    postprocess=bool(spec.get("postprocess", False)),
-                   regularisation=_regularisation(where, view, spec))
+                   regularisation=_regularisation(where, view, spec),
+                   train_subjects=_train_subjects(where, spec))
 
     @property
     def views(self) -> list[str]:
@@ -172,6 +175,18 @@ class MethodSpec:
     def uses_weight_map(self) -> bool:
         return self.loss in WEIGHT_MAP_LOSSES
 
+    def view_training_key(self, view: str) -> str:
+        """What training the model of ``view`` depends on, without the method's name: two methods with equal
+        keys train the same model (a three-plane method's sagittal model and a sagittal method's, trained alike),
+        so the workflow trains it once. Settings that act after training (fusion, post-processing) and the job's
+        threads and time limit are left out; the inference block stays (validation and the interactive rounds'
+        scores use it)."""
+        if view not in self.views:
+            raise ValueError(f"method {self.name!r} trains no {view!r} model (its views: {self.views})")
+        single = view if view in PLANE_VIEWS else self.view
+        return repr(replace(self, name="", view=single, fusion_step=0.05, postprocess=False, threads=0,
+                            runtime_min=0))
+
 
 def _check_network_view(where: str, network: str, view: str, n_slices: int) -> None:
     if n_slices < 1 or n_slices % 2 == 0:
@@ -184,6 +199,16 @@ def _check_network_view(where: str, network: str, view: str, n_slices: int) -> N
     if (network == "unet3d") != (view == "volume"):
         raise ConfigError(f"{where}: view 'volume' goes with network unet3d and unet3d with view 'volume' "
                           f"(got {network} with view {view!r})")
+
+
+def _train_subjects(where: str, spec: Mapping[str, Any]) -> SubsetSettings | None:
+    block = spec.get("train_subjects")
+    if block is None:
+        return None
+    if spec.get("interactive") is not None or spec.get("pretrain") is not None:
+        raise ConfigError(f"{where}.train_subjects: a subset of the training patients does not go with `pretrain` "
+                          f"or `interactive` (their rounds pick their own scans)")
+    return _parse(f"{where}.train_subjects", SubsetSettings.from_dict, block)
 
 
 def _pretrain(where: str, block: Mapping[str, Any] | None) -> PretrainSettings | None:

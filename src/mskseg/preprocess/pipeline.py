@@ -46,6 +46,10 @@ class PreprocessSettings:
         Labels of the mask to crop around; empty: no cropping.
     crop_margin_mm
         Margin (mm) around the labels' bounding box.
+    keep_labels
+        The mask's label values kept; every other value becomes background (0) before anything else is
+        done to the mask (a dataset that declares fewer structures than its masks hold, e.g. femoral
+        cartilage alone of OAI-ZIB's four: ``undeclared_labels: background``). ``None``: all kept.
     """
 
     orientation: str = "LPS"
@@ -56,6 +60,7 @@ class PreprocessSettings:
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     crop_labels: tuple[int, ...] = ()
     crop_margin_mm: float = 10.0
+    keep_labels: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -85,6 +90,14 @@ class PreprocessSettings:
         if not math.isfinite(margin) or margin < 0:
             raise ValueError(f"crop_margin_mm must be a finite number >= 0, got {self.crop_margin_mm!r}")
         set_("crop_margin_mm", margin)
+        if self.keep_labels is not None:
+            try:
+                keep = tuple(int(v) for v in self.keep_labels)
+            except (TypeError, ValueError):
+                raise ValueError(f"keep_labels must be integers, got {self.keep_labels!r}") from None
+            if not keep or min(keep) <= 0:
+                raise ValueError(f"keep_labels must be positive label values, got {list(keep)}")
+            set_("keep_labels", keep)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PreprocessSettings:
@@ -100,8 +113,10 @@ class PreprocessSettings:
         return cls(**dict(d))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (tuples as lists) that :meth:`from_dict` reads back."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        """JSON-serialisable dict (tuples as lists) that :meth:`from_dict` reads back (``keep_labels`` only
+        when set, so that the settings of datasets without it read as before)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
+                if not (k == "keep_labels" and v is None)}
 
 
 def geometry_record(volume: Volume) -> dict[str, Any]:
@@ -167,6 +182,11 @@ def preprocess_pair(image: Volume, mask: Volume | None,
     img = reorient(image, settings.orientation)
     msk = None if mask is None else reorient(mask, settings.orientation).with_geometry_of(img)
     record["orientation"]["after"] = orientation_code(img)
+    if msk is not None and settings.keep_labels is not None:
+        dropped = ~np.isin(msk.array, (0, *settings.keep_labels))
+        record["dropped_labels"] = {int(v): int(c) for v, c in zip(*np.unique(msk.array[dropped],
+                                                                                return_counts=True), strict=True)}
+        msk = msk.with_array(np.where(dropped, 0, msk.array).astype(msk.array.dtype))
 
     record["resampled"] = None
     if settings.spacing is not None:

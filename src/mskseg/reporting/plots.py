@@ -184,6 +184,23 @@ def power_law_plot(points: pd.DataFrame, fits: Mapping[str, PowerLawFit], stem: 
     ValueError
         For missing columns or a non-positive ``n_train`` (the x axis is logarithmic).
     """
+    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+    _draw_power_law(fig.subplots(), points, fits, metric, "training-set size (scans)", title)
+    return _save(fig, stem)
+
+
+def power_law_panels(points: Mapping[str, pd.DataFrame], fits: Mapping[str, Mapping[str, PowerLawFit]],
+                     stem: str | os.PathLike[str], *, x_label: str = "training-set size (scans)", title: str = ""
+                     ) -> tuple[Path, Path]:
+    """:func:`power_law_plot` of several metrics side by side: metric -> points and metric -> fits."""
+    fig, axes = _panels(len(points), title)
+    for ax, (metric, frame) in zip(axes, points.items(), strict=True):
+        _draw_power_law(ax, frame, fits.get(metric, {}), metric, x_label, "")
+    return _save(fig, stem)
+
+
+def _draw_power_law(ax, points: pd.DataFrame, fits: Mapping[str, PowerLawFit], metric: str, x_label: str,
+                    title: str) -> None:
     missing = [c for c in ("series", "n_train", metric) if c not in points.columns]
     if missing:
         raise ValueError(f"points lack columns {missing}")
@@ -192,8 +209,6 @@ def power_law_plot(points: pd.DataFrame, fits: Mapping[str, PowerLawFit], stem: 
         raise ValueError("n_train must be positive and finite (log axis)")
     series = list(pd.unique(points["series"])) + [s for s in fits if s not in set(points["series"])]
     grid_all = np.geomspace(n_all.min(), n_all.max(), 100) if n_all.size else None
-    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
-    ax = fig.subplots()
     for i, name in enumerate(series):
         colour = f"C{i % 10}"
         sub = points[points["series"] == name].dropna(subset=[metric])
@@ -213,11 +228,10 @@ def power_law_plot(points: pd.DataFrame, fits: Mapping[str, PowerLawFit], stem: 
     if 0 < sizes.size <= 12:  # label the sizes used, not powers of ten
         ax.set_xticks(sizes, [f"{v:g}" for v in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training-set size (scans)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel(metric_label(metric))
     ax.grid(True, which="both", alpha=0.3)
     if series:
         ax.legend(fontsize=7)
     if title:
         ax.set_title(title)
-    return _save(fig, stem)

@@ -1,4 +1,5 @@
-"""Deterministic, patient-level data splits (k-fold, leave-one-patient-out, fixed files).
+"""Deterministic, patient-level data splits (k-fold, leave-one-patient-out, hold-out, fixed files)
+and nested, balanced training subsets (:mod:`mskseg.splits.subsets`).
 
 Input is a table of subjects, one row per scan, with columns
 
@@ -37,9 +38,12 @@ from mskseg.splits.common import (
 )
 from mskseg.splits.fixed import read_fixed
 from mskseg.splits.folds import assign_folds, kfold, leave_one_out
+from mskseg.splits.holdout import holdout, holdout_counts
+from mskseg.splits.subsets import patient_order, training_subset
 
 __all__ = ["DEFAULT_CONFIG", "METHODS", "ROLES", "SPLIT_COLUMNS", "SplitError", "assign_folds", "check_splits",
-           "kfold", "leave_one_out", "make_splits", "read_fixed", "summarise"]
+           "holdout", "holdout_counts", "kfold", "leave_one_out", "make_splits", "patient_order", "read_fixed",
+           "summarise", "training_subset"]
 
 # ----------------------------------------------------------------------------- dispatch
 
@@ -58,9 +62,11 @@ def make_splits(
     subjects
         One row per scan (see module docstring).
     config
-        ``method`` (``"kfold"``, ``"loo"`` or ``"fixed"``; default ``"kfold"``) and its
-        parameters: ``k`` (5), ``n_val_folds`` (1), ``stratify`` (None), ``seed`` (0) for
-        k-fold; ``n_val`` (1), ``seed`` for leave-one-out; ``file`` for fixed. Missing or
+        ``method`` (``"kfold"``, ``"loo"``, ``"fixed"`` or ``"holdout"``; default ``"kfold"``)
+        and its parameters: ``k`` (5), ``n_val_folds`` (1), ``stratify`` (None), ``seed`` (0)
+        for k-fold; ``n_val`` (1), ``seed`` for leave-one-out; ``file`` for fixed;
+        ``fractions`` (``[60, 14, 14]``, train/val/test), ``stratify``, ``seed`` for a single
+        hold-out split (:func:`holdout`). Keys another method uses are ignored. Missing or
         ``None`` values take these defaults; unknown keys are an error (typos would
         otherwise pass silently).
     fixed_base
@@ -96,6 +102,8 @@ def make_splits(
                      stratify=cfg["stratify"], seed=cfg["seed"])
     if method == "loo":
         return leave_one_out(subjects, n_val=cfg["n_val"], seed=cfg["seed"])
+    if method == "holdout":
+        return holdout(subjects, cfg["fractions"], stratify=cfg["stratify"], seed=cfg["seed"])
     if method == "fixed":
         if not cfg["file"]:
             raise SplitError("split method 'fixed' needs a 'file'")

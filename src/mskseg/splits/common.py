@@ -16,7 +16,7 @@ ROLES: tuple[str, ...] = ("train", "val", "test")
 SPLIT_COLUMNS: tuple[str, ...] = ("split", "subject", "patient", "role")
 
 #: splitting methods understood by :func:`make_splits`
-METHODS: tuple[str, ...] = ("kfold", "loo", "fixed")
+METHODS: tuple[str, ...] = ("kfold", "loo", "fixed", "holdout")
 
 #: defaults of the :func:`make_splits` configuration
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -27,6 +27,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "n_val": 1,
     "file": None,
+    "fractions": [60, 14, 14],
 }
 
 #: how many offending ids an error message lists before eliding the rest

@@ -156,8 +156,10 @@ def compose_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | Non
         if isinstance(study, Mapping) and study.get("dataset") not in scaled["datasets"]:
             raise ConfigError(f"studies.{name}.dataset: {study.get('dataset')!r} is not a dataset of this run "
                               f"({list(scaled['datasets'])})")
-    if declared is not None:  # your own datasets: only the studies you declare (the shipped ones are the demo's)
-        scaled["studies"] = {name: study for name, study in (scaled.get("studies") or {}).items() if name in own}
+    if declared is not None:  # your own datasets: only the studies you declare, as you declare them (the shipped
+        # blocks are the demo's: merged in, their experiments or rows would name the demo's methods), scaled
+        overlay = _overlay(config).get("studies") or {}
+        scaled["studies"] = {name: deep_merge(study, overlay.get(name) or {}) for name, study in own.items()}
     return scaled
 
 

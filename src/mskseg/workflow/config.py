@@ -14,6 +14,7 @@ from typing import Any
 
 from mskseg.errors import ConfigError
 from mskseg.io.visits import VisitPatternError, compile_visit_pattern
+from mskseg.workflow.cartilage_design import expand_training_sizes
 from mskseg.workflow.compose import compose_config
 from mskseg.workflow.settings import check_evaluation, check_trim, shape_models, source_kind
 
@@ -45,13 +46,14 @@ def resolve_config(config: Mapping[str, Any], schema: str | Path = SCHEMA, *,
                    overrides: Mapping[str, Any] | None = None, shipped: Mapping[str, Any] | None = None
                    ) -> dict[str, Any]:
     """The configuration the workflow runs with: the user's datasets in place of the shipped ones, the
-    scale applied, validated, defaults filled, checked (:mod:`mskseg.workflow.compose`).
+    scale applied (:mod:`mskseg.workflow.compose`), the cartilage design study's training-size methods added
+    (:mod:`mskseg.workflow.cartilage_design`), validated, defaults filled, checked.
 
     ``overrides``: what the user's ``--configfile`` files and ``--config`` declare; ``shipped``: the
     shipped ``config.yaml`` as written (the datasets a user dataset may name as its ``template``).
     Returns a new dict; ``config`` is not changed.
     """
-    resolved = compose_config(config, overrides, shipped)
+    resolved = expand_training_sizes(compose_config(config, overrides, shipped))
     validate_schema(resolved, schema)
     for name, dataset in resolved["datasets"].items():
         check_dataset(name, dataset)
@@ -83,7 +85,9 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
         from mskseg.synthetic import LABELS  # imported here: only synthetic datasets need it
 
         kind = dataset["source"]["synthetic"]["kind"]
-        if dict(labels) != LABELS[kind]:
+        subset = dataset.get("undeclared_labels") == "background" and all(
+            LABELS[kind].get(n) == v for n, v in labels.items())  # some of the phantom's structures, the rest 0
+        if dict(labels) != LABELS[kind] and not subset:
             raise ConfigError(f"{key}.labels: the synthetic {kind} phantom writes {LABELS[kind]}, "
                               f"the config declares {dict(labels)}")
     _check_shape(key, dataset, known)
@@ -91,6 +95,11 @@ def check_dataset(name: str, dataset: Mapping[str, Any]) -> None:
     split = dataset.get("split", {})
     if split.get("method") == "fixed" and not split.get("file"):
         raise ConfigError(f"{key}.split.file: method 'fixed' needs a split file")
+    fractions = split.get("fractions")
+    if (split.get("method") == "holdout" and fractions is not None and len(fractions) == 3
+            and not (fractions[0] > 0 and fractions[2] > 0)):
+        raise ConfigError(f"{key}.split.fractions: the train and test fractions of method 'holdout' must be "
+                          f"> 0 (val may be 0), got {list(fractions)}")
     pattern = (dataset["source"].get(source_kind(dataset)) or {}).get("visit_pattern")
     if pattern is not None:
         try:

@@ -21,7 +21,7 @@ from mskseg.nn.method import VIEW_NAMES, MethodSpec
 from mskseg.nn.shape_method import WHOLE_VOLUME, ShapeFittingSpec
 from mskseg.synthetic.cohort import patient_of, subject_ids, timepoint_of
 from mskseg.workflow.batches import BATCH_PATTERN
-from mskseg.workflow.paths import entity_path
+from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.settings import TABLE_METRICS, evaluated_methods, shape_models, source_kind
 
 #: a pattern that matches nothing: the constraint of a wildcard with no allowed value
@@ -126,6 +126,27 @@ class DatasetPlan:
         """The trained methods, parsed (a bad setting fails here, when the workflow loads)."""
         maps = self.config.get("weight_maps") or {}
         return {m: MethodSpec.from_config(m, self.methods[m], maps) for m in self.methods_of_kind("trained")}
+
+    @cached_property
+    def _model_owners(self) -> dict[tuple[str, str], str]:
+        """(method, view) -> the first trained method (config order) whose model of that view trains alike."""
+        first: dict[str, str] = {}
+        owners = {}
+        for method, spec in self.trained.items():
+            for view in spec.views:
+                owners[(method, view)] = first.setdefault(spec.view_training_key(view), method)
+        return owners
+
+    def model_owner(self, method: str, view: str) -> str:
+        """The method whose training job makes ``method``'s model of ``view``: ``method`` itself unless an
+        earlier method trains that model with equal settings (:meth:`MethodSpec.view_training_key`), which
+        is then shared -- nothing is trained twice."""
+        return self._model_owners[(method, view)]
+
+    def view_model(self, suffix: str, *, method: str, fold: str, view: str) -> str:
+        """A file of ``method``'s model of ``view`` in ``fold`` (``model.pt``, ``model.json``, ``history.csv``,
+        ``rounds.csv`` ...), at its owner's path (:meth:`model_owner`)."""
+        return model_path(self.name, suffix, method=self.model_owner(method, view), fold=fold, view=view)
 
     @cached_property
     def fitted(self) -> dict[str, ShapeFittingSpec]:

@@ -37,7 +37,7 @@ class PredictionInputs:
         inputs: dict[str, Any] = {
             "image": entity_path("preprocess", wildcards.dataset, "image.nii.gz", subject=wildcards.subject)}
         for key, suffix in (("models", "model.pt"), ("infos", "model.json")):
-            inputs[key] = [model_path(wildcards.dataset, suffix, method=wildcards.method, fold=fold, view=v)
+            inputs[key] = [self.plan[wildcards.dataset].view_model(suffix, method=wildcards.method, fold=fold, view=v)
                            for v in spec.views]
         if spec.view == "three_plane":
             inputs["fusion"] = model_path(wildcards.dataset, "fusion.json", method=wildcards.method, fold=fold)

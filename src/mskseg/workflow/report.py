@@ -8,7 +8,7 @@ from typing import Any
 from mskseg.reporting.gallery import GallerySettings
 from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
-from mskseg.workflow.paths import entity_path, model_path
+from mskseg.workflow.paths import entity_path
 from mskseg.workflow.plan import Plan
 from mskseg.workflow.predictions import PredictionInputs
 from mskseg.workflow.segmentation import SegmentationInputs
@@ -89,8 +89,11 @@ class ReportInputs:
         spec = plan.trained[method]
         models, marks, shared = [], [], []
         for v in spec.views:
-            models.append(model_path(d, "model.pt", method=method, fold=fold, view=v))
-            marks.append(_benchmark(d, "train", method=method, fold=fold, view=v))
+            owner = plan.model_owner(method, v)
+            models.append(plan.view_model("model.pt", method=method, fold=fold, view=v))
+            marks.append(_benchmark(d, "train", method=owner, fold=fold, view=v))
+            if owner != method:
+                shared.append(f"{owner} ({v} model)")
             if spec.pretrain is not None:
                 owner = self.segmentation.pretrain_owner(d, method)
                 marks.append(_benchmark(d, "pretrain", method=owner, fold=fold, view=v))

@@ -46,15 +46,15 @@ class SegmentInputs:
             spec = plan.trained[method]
             for view in spec.views:
                 for role, suffix in (("model", "model.pt"), ("info", "model.json"), ("history", "history.csv")):
-                    roles[f"{role}/{view}"] = model_path(dataset, suffix, method=method, fold=fold, view=view)
+                    roles[f"{role}/{view}"] = plan.view_model(suffix, method=method, fold=fold, view=view)
             if spec.view == "three_plane":
                 roles["fusion"] = model_path(dataset, "fusion.json", method=method, fold=fold)
         else:
             spec = plan.fitted[method]
             pre = plan.trained[spec.presegmentation]
             for role, suffix in (("pre_model", "model.pt"), ("pre_info", "model.json"), ("pre_history", "history.csv")):
-                roles[f"{role}/{pre.views[0]}"] = model_path(dataset, suffix, method=pre.name, fold=fold,
-                                                             view=pre.views[0])
+                roles[f"{role}/{pre.views[0]}"] = plan.view_model(suffix, method=pre.name, fold=fold,
+                                                                   view=pre.views[0])
             for part in spec.parts:
                 for role, suffix in (("regression", "regression.pt"), ("regression_info", "regression.json"),
                                      ("regression_history", "regressionhistory.csv")):

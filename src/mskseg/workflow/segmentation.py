@@ -7,11 +7,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import pandas as pd
+
+from mskseg.errors import ConfigError
 from mskseg.nn.method import MethodSpec
+from mskseg.nn.subset_settings import SubsetSettings
+from mskseg.splits import training_subset
 from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
 from mskseg.workflow.paths import entity_path, model_path, training_work_dir
-from mskseg.workflow.plan import Plan
+from mskseg.workflow.plan import DatasetPlan, Plan
 
 
 def subject_files(dataset: str, subjects: list[str], kinds: list[str], wmap: str | None = None
@@ -39,6 +44,28 @@ def _pretrain_key(spec: MethodSpec) -> str:
     return repr(replace(spec.pretraining(), name=""))
 
 
+def count_patients(plan: DatasetPlan, subjects: list[str]) -> int:
+    """How many patients ``subjects`` (scans) belong to."""
+    return len({str(plan.row(s).get("patient") or s) for s in subjects})
+
+
+def subset_subjects(plan: DatasetPlan, train: list[str], subset: SubsetSettings) -> list[str]:
+    """The subjects of ``subset``'s patients among a fold's ``train`` subjects, in their order
+    (:func:`mskseg.splits.training_subset`: nested across sizes, balanced by ``subset.balance_by``)."""
+    rows = [plan.row(s) for s in train]
+    patients = [str(r.get("patient") or s) for r, s in zip(rows, train, strict=True)]
+    table = pd.DataFrame({"subject": train, "patient": patients})
+    if subset.balance_by is not None:
+        if subset.balance_by not in plan.manifest.columns:
+            raise ConfigError(f"datasets.{plan.name}: train_subjects.balance_by {subset.balance_by!r} is not a "
+                              f"column of the manifest ({list(plan.manifest.columns)})")
+        table[subset.balance_by] = [r.get(subset.balance_by) for r in rows]
+    try:
+        return training_subset(table, subset.size, seed=subset.seed, balance_by=subset.balance_by)
+    except ValueError as err:
+        raise ConfigError(f"datasets.{plan.name}: train_subjects: {err}") from None
+
+
 class SegmentationInputs:
     """``weight_map``, ``pretrain_model``, ``train_model`` and ``fit_fusion``."""
 
@@ -55,16 +82,35 @@ class SegmentationInputs:
         return canonical(dict(self.plan[wildcards.dataset].config["weight_maps"][wildcards.wmap]))
 
     def method_settings(self, wildcards: Any) -> dict[str, Any]:
-        """Everything a trained method's jobs depend on: its config entry, the labels, its weight map."""
+        """Everything a trained method's jobs depend on: its config entry, the labels, its weight map. A method
+        trained on a subset of the fold's patients gets its epochs scaled here (equal optimiser steps)."""
         config = self.plan[wildcards.dataset].config
-        wmap = self.spec(wildcards).weight_map
-        return canonical({"method": dict(config["methods"][wildcards.method]), "labels": dict(config["labels"]),
+        spec = self.spec(wildcards)
+        method = dict(config["methods"][wildcards.method])
+        fold = getattr(wildcards, "fold", None)
+        if spec.train_subjects is not None and fold is not None:
+            full = self.checkpoints.fold_subjects(wildcards.dataset, fold, "train")
+            subset = self.fold_subjects(wildcards)["train"]
+            epochs = spec.train_subjects.epochs(spec.train.epochs, steps_per_epoch=spec.train.steps_per_epoch,
+                                                n_full=self._patients(wildcards.dataset, full),
+                                                n_subset=self._patients(wildcards.dataset, subset))
+            method["train"] = {**dict(method.get("train") or {}), "epochs": epochs}
+        wmap = spec.weight_map
+        return canonical({"method": method, "labels": dict(config["labels"]),
                           "weight_map": dict(config["weight_maps"][wmap]) if wmap else None})
 
+    def _patients(self, dataset: str, subjects: list[str]) -> int:
+        return count_patients(self.plan[dataset], subjects)
+
     def fold_subjects(self, wildcards: Any) -> dict[str, list[str]]:
-        """The fold's training and validation subjects."""
-        return {role: self.checkpoints.fold_subjects(wildcards.dataset, wildcards.fold, role)
-                for role in ("train", "val")}
+        """The fold's training and validation subjects; of a method with ``train_subjects``, the training
+        subjects of its nested subset of patients (:func:`subset_subjects`)."""
+        subjects = {role: self.checkpoints.fold_subjects(wildcards.dataset, wildcards.fold, role)
+                    for role in ("train", "val")}
+        subset = self.spec(wildcards).train_subjects
+        if subset is not None:
+            subjects["train"] = subset_subjects(self.plan[wildcards.dataset], subjects["train"], subset)
+        return subjects
 
     def training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Images, masks (and weight maps) of the fold's training and validation subjects, and the pre-trained
@@ -152,9 +198,9 @@ class SegmentationInputs:
         inputs = subject_files(wildcards.dataset, subjects, ["image", "mask"])
         views = self.spec(wildcards).views
         for key, suffix in (("models", "model.pt"), ("infos", "model.json")):
-            inputs[key] = [model_path(wildcards.dataset, suffix, method=wildcards.method, fold=wildcards.fold, view=v)
-                           for v in views]
+            inputs[key] = [self.plan[wildcards.dataset].view_model(suffix, method=wildcards.method,
+                                                                   fold=wildcards.fold, view=v) for v in views]
         return inputs
 
 
-__all__ = ["SegmentationInputs", "method_from_params", "subject_files"]
+__all__ = ["SegmentationInputs", "count_patients", "method_from_params", "subject_files", "subset_subjects"]

@@ -54,6 +54,7 @@ def qc_settings(dataset: Mapping[str, Any], qc: Mapping[str, Any]) -> QCSettings
     return QCSettings(
         labels=dict(dataset["labels"]),
         expected=tuple(dataset.get("expected_structures", ())),
+        undeclared=dataset.get("undeclared_labels", "error"),
         mask_geometry=mask_geometry(dataset),
         spacing_range_mm=tuple(qc.get("spacing_range_mm", (0.05, 10.0))),  # type: ignore[arg-type]
         spacing_tol_mm=float(tol.get("spacing_mm", 1e-3)),
@@ -75,6 +76,8 @@ def preprocess_settings(dataset: Mapping[str, Any]) -> dict[str, Any]:
         "clip_percentiles": tuple(pre.get("clip_percentiles", (0.5, 99.5))),
         "crop_labels": tuple(int(dataset["labels"][s]) for s in crop.get("structures", [])),
         "crop_margin_mm": float(crop.get("margin_mm", 10.0)),
+        **({"keep_labels": tuple(int(v) for v in dataset["labels"].values())}
+           if dataset.get("undeclared_labels") == "background" else {}),
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from mskseg.nn.shape_method import WHOLE_VOLUME, ShapeFittingSpec
 from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
-from mskseg.workflow.paths import entity_path, model_path
+from mskseg.workflow.paths import entity_path
 from mskseg.workflow.plan import Plan
 from mskseg.workflow.segmentation import subject_files
 from mskseg.workflow.settings import postprocess_settings
@@ -143,8 +143,8 @@ class ShapeFittingInputs:
         pre = self.plan[dataset].trained[spec.presegmentation]
         inputs: dict[str, Any] = {
             "image": entity_path("preprocess", dataset, "image.nii.gz", subject=wildcards.subject),
-            "pre_model": model_path(dataset, "model.pt", method=pre.name, fold=fold, view=pre.views[0]),
-            "pre_info": model_path(dataset, "model.json", method=pre.name, fold=fold, view=pre.views[0]),
+            "pre_model": self.plan[dataset].view_model("model.pt", method=pre.name, fold=fold, view=pre.views[0]),
+            "pre_info": self.plan[dataset].view_model("model.json", method=pre.name, fold=fold, view=pre.views[0]),
             "regressions": [fitting_path(dataset, "regression.pt", method=method, fold=fold, part=p)
                             for p in spec.parts],
             "regression_infos": [fitting_path(dataset, "regression.json", method=method, fold=fold, part=p)

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mskseg.errors import ConfigError
+from mskseg.workflow.cartilage_design import CARTILAGE_DESIGN, DesignStudy
 from mskseg.workflow.checkpoints import CheckpointTables
 from mskseg.workflow.config import canonical
 from mskseg.workflow.paths import entity_path, model_path
 from mskseg.workflow.plan import Plan
+from mskseg.workflow.segmentation import count_patients, subset_subjects
 from mskseg.workflow.settings import TABLE_METRICS, evaluation_settings, table_settings
 
 #: the study that regenerates the hip paper's Table 1
@@ -188,6 +190,8 @@ class StudyInputs:
         self.knee = KneeStudy.from_config(studies[KNEE_SHAPE_FITTING], plan) if KNEE_SHAPE_FITTING in studies else None
         self.planes = (PlaneStudy.from_config(studies[THREE_PLANE_FUSION], plan) if THREE_PLANE_FUSION in studies
                        else None)
+        self.design = (DesignStudy.from_config(studies[CARTILAGE_DESIGN], plan) if CARTILAGE_DESIGN in studies
+                       else None)
 
     def _transfer(self) -> TransferStudy:
         if self.transfer is None:
@@ -205,7 +209,7 @@ class StudyInputs:
         d, m, f = wildcards.dataset, wildcards.method, wildcards.fold
         view = self.plan[d].trained[m].views[0]
         subjects = self.checkpoints.fold_subjects(d, f, "test")
-        files = {kind: model_path(d, suffix, method=m, fold=f, view=view)
+        files = {kind: self.plan[d].view_model(suffix, method=m, fold=f, view=view)
                  for kind, suffix in (("model", "model.pt"), ("info", "model.json"), ("round_weights", "rounds.pt"),
                                       ("rounds", "rounds.csv"))}
         files["images"] = [entity_path("preprocess", d, "image.nii.gz", subject=s) for s in subjects]
@@ -223,8 +227,8 @@ class StudyInputs:
     def latents_input(self, wildcards: Any) -> str:
         """``spar_latents``: the latent codes a regularised training recorded."""
         spec = self.plan[wildcards.dataset].trained[wildcards.method]
-        return model_path(wildcards.dataset, "latents.npz", method=wildcards.method, fold=wildcards.fold,
-                          view=spec.view)
+        return self.plan[wildcards.dataset].view_model("latents.npz", method=wildcards.method, fold=wildcards.fold,
+                                                       view=spec.views[0])
 
     def _cells(self) -> list[tuple[str, str, str]]:
         """(label, method, fold) of every trained model the table reads."""
@@ -240,7 +244,7 @@ class StudyInputs:
         for _, method, f in self._cells():
             view = self.plan[d].trained[method].views[0]
             inputs["earlier"].append(entity_path("evaluation", d, "rounds.csv", method=method, fold=f))
-            inputs["rounds"].append(model_path(d, "rounds.csv", method=method, fold=f, view=view))
+            inputs["rounds"].append(self.plan[d].view_model("rounds.csv", method=method, fold=f, view=view))
             inputs["final"] += [entity_path("evaluation", d, "metrics.csv", subject=s, method=method)
                                 for s in self.checkpoints.fold_subjects(d, f, "test")]
         return inputs
@@ -292,8 +296,8 @@ class StudyInputs:
         d, m, f = wildcards.dataset, wildcards.method, wildcards.fold
         views = self.plan[d].trained[m].views
         subjects = self.checkpoints.fold_subjects(d, f, "test")
-        return {"models": [model_path(d, "model.pt", method=m, fold=f, view=v) for v in views],
-                "infos": [model_path(d, "model.json", method=m, fold=f, view=v) for v in views],
+        return {"models": [self.plan[d].view_model("model.pt", method=m, fold=f, view=v) for v in views],
+                "infos": [self.plan[d].view_model("model.json", method=m, fold=f, view=v) for v in views],
                 "fusion": model_path(d, "fusion.json", method=m, fold=f),
                 "images": [entity_path("preprocess", d, "image.nii.gz", subject=s) for s in subjects],
                 "masks": [entity_path("preprocess", d, "mask.nii.gz", subject=s) for s in subjects]}
@@ -313,6 +317,46 @@ class StudyInputs:
         return canonical({"dataset": study.dataset, "method": study.method,
                           "folds": self.checkpoints.folds(study.dataset),
                           "tables": table_settings(self.plan[study.dataset].config)})
+
+    def _design(self) -> DesignStudy:
+        if self.design is None:
+            raise ConfigError(f"no studies.{CARTILAGE_DESIGN} block in the configuration")
+        return self.design
+
+    def _experiment_methods(self) -> list[str]:
+        return list(dict.fromkeys(m for _, rows in self._design().experiments for _, m in rows))
+
+    def design_inputs(self, wildcards: Any = None) -> dict[str, list[str]]:
+        """``cartilage_design_table``: the collected metrics of every method the study reads, the field-of-view
+        slices of the experiments' methods (in :meth:`design_params`' order)."""
+        study = self._design()
+        d = study.dataset
+        return {"metrics": [entity_path("evaluation", d, "metrics.csv", method=m) for m in study.methods],
+                "fovs": [entity_path("evaluation", d, "fov.csv", method=m) for m in self._experiment_methods()],
+                "splits": [self.checkpoints.splits_table(d)]}  # the patients of each size run (params)
+
+    def design_params(self, wildcards: Any = None) -> dict[str, Any]:
+        """Experiments, training-size runs with the patients each trained on (the mean over folds), structure,
+        metrics, alpha, the field of view's bins (canonical)."""
+        study = self._design()
+        plan = self.plan[study.dataset]
+        patients = {}
+        for _, runs in study.sizes:
+            for _, _, method in runs:
+                subset = plan.trained[method].train_subjects
+                counts = []
+                for fold in self.checkpoints.folds(study.dataset):
+                    train = self.checkpoints.fold_subjects(study.dataset, fold, "train")
+                    chosen = train if subset is None else subset_subjects(plan, train, subset)
+                    counts.append(count_patients(plan, chosen))
+                patients[method] = sum(counts) / len(counts)
+        return canonical({"dataset": study.dataset, "structure": study.structure,
+                          "experiments": [[name, [list(r) for r in rows]] for name, rows in study.experiments],
+                          "sizes": [[arch, [list(r) for r in runs]] for arch, runs in study.sizes],
+                          "patients": patients, "metrics": list(study.metrics), "alpha": study.alpha,
+                          "methods": study.methods, "fov_methods": self._experiment_methods(),
+                          "bins": table_settings(plan.config)["fov_bins"],
+                          "decimals": table_settings(plan.config)["decimals"]})
 
 
 __all__ = ["HIP_TRANSFER", "KNEE_SHAPE_FITTING", "SPAR", "THREE_PLANE_FUSION", "KneeStudy", "PlaneStudy", "SparStudy",

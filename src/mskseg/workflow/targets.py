@@ -71,7 +71,7 @@ class Targets:
                     continue
                 suffixes = ("model.pt", "curve.png", "latents.npz" if spec.regularisation else "rounds.csv")
                 for f in self.checkpoints.folds(d):
-                    targets += [model_path(d, suffix, method=m, fold=f, view=v)
+                    targets += [plan.view_model(suffix, method=m, fold=f, view=v)
                                 for v in spec.views for suffix in suffixes]
                     if spec.view == "three_plane":
                         targets.append(model_path(d, "fusion.json", method=m, fold=f))
@@ -137,6 +137,13 @@ class Targets:
         return [entity_path("studies", "three_plane_fusion", suffix)
                 for suffix in ("table.md", "table.html", "table.csv", "confusion.png")]
 
+    def cartilage_design(self, wildcards: Any = None) -> list[str]:
+        """The cartilage paper's experiments, field of view and training-size fits (studies.cartilage_design)."""
+        if "cartilage_design" not in self.full.studies:
+            return []
+        return [entity_path("studies", "cartilage_design", suffix)
+                for suffix in ("table.md", "table.html", "table.csv", "powerlaw.csv", "fov.png", "powerlaw.png")]
+
     def spar(self, wildcards: Any = None) -> list[str]:
         """The SPAR comparison (studies.spar), when configured: its dataset's tables and, for each regularised
         method, the latent codes per epoch of its first fold."""
@@ -156,6 +163,7 @@ class Targets:
         targets = self.hip_transfer() if studies.get("hip_transfer", {}).get("in_all", True) else []
         targets += self.knee_shape_fitting() if studies.get("knee_shape_fitting", {}).get("in_all", True) else []
         targets += self.three_plane_fusion() if studies.get("three_plane_fusion", {}).get("in_all", False) else []
+        targets += self.cartilage_design() if studies.get("cartilage_design", {}).get("in_all", False) else []
         return targets + (self.spar() if studies.get("spar", {}).get("in_all", False) else [])
 
     def report(self, wildcards: Any = None) -> list[str]:
