@@ -85,3 +85,30 @@ def test_each_shape_rule_sees_only_its_settings_in_a_canonical_order() -> None:
     a = canonical({"b": 1, "a": {"y": (1, 2), "x": None}})
     assert list(a) == ["a", "b"] and list(a["a"]) == ["x", "y"] and a["a"]["y"] == [1, 2]
     assert repr(canonical({"k": 3, "m": 1})) == repr(canonical({"m": 1, "k": 3}))
+
+
+def test_paper_scale_plans_every_study_at_its_papers_size() -> None:
+    from mskseg.workflow.config import resolve_config
+    from mskseg.workflow.plan import Plan
+    from mskseg.workflow.studies import StudyInputs
+    from tests.workflow.fakes import FakeCheckpoints
+
+    config = _config()
+    plan = Plan.from_config(resolve_config({**config, "scale": "paper"}, overrides={"scale": "paper"},
+                                           shipped=config))
+    studies = StudyInputs(plan, FakeCheckpoints())
+    assert [label for label, _ in studies.transfer.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet"]
+    assert studies.transfer.rows[0][1] == "mpunet" and studies.transfer.folds is None
+    design = plan["kneedesign"]
+    assert len(design.subjects) == 176 and design.trained["segnet"].network["base"] == 64
+    assert [m for _, _, m in dict(studies.design.sizes)["unet2d"]][:4] == ["unet2dN5S1", "unet2dN15S1",
+                                                                           "unet2dN30S1", "unet2d"]
+    assert len(dict(studies.design.sizes)["deeplab"]) == 3 * 4  # 5, 15, 30 and all of them, three seeds
+    assert design.trained["unet2dN5S2"].train_subjects.size == 5 and design.trained["unet2dN5S2"].train.seed == 2
+    planes = plan["knee"].trained["unet3plane"]
+    assert planes.loss == "dice" and planes.train.batch_size == 2 and planes.train.lr == 1e-4
+    spar = plan["hipspar"]
+    assert len(spar.subjects) == 17 and spar.config["postprocess"]["closing_radius_mm"] == 2.0
+    keys = {s.regularisation.autoencoder_key(s.train.seed) for s in spar.trained.values()}
+    assert len(keys) == 1  # the four regularisers share one auto-encoder per fold
+    assert len(plan["knee"].subjects) == 507
