@@ -72,6 +72,7 @@ def test_size_fits_recover_an_exact_power_law_and_the_markdown_lists_everything(
                            metric_names=["dice"], alpha=0.05, n_scans=4)
     assert "## Loss" in text and "| Dice | a | **0.900 (0.000)** |" in text and "## Training-set size" in text
     assert "| U-Net | DSC |" in text and "0.1 | 1.000 |" in text
+    assert text.count("The paper (quoted)") == 2  # the loss experiment's finding and the power law
     png, _ = size_figure(points, fits, tmp_path / "powerlaw")
     assert png.stat().st_size > 0
 

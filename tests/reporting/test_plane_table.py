@@ -39,6 +39,7 @@ def test_planes_in_paper_order_the_blend_best_and_weights_per_fold() -> None:
     assert [line.split(" | ")[0] for line in dice[2:]] == ["| axial", "| coronal", "| sagittal", "| fused"]
     assert "†" in dice[2] and "†" in dice[4] and "†" not in dice[5]  # axial, sagittal differ from the best: fused
     assert "mean IoU" in text and "| 0 | 0.20 | 0.30 | 0.50 |" in text
+    assert "The paper (quoted;" in text and "Dice 0.9129" in text
     assert set(frame["plane"]) == {"axial", "coronal", "sagittal", "fused"} and set(frame["metric"]) == {
         "dice", "mean_iou"}
 

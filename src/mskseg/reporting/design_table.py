@@ -33,6 +33,18 @@ NAMES = {"dice": "DSC", "voe": "VOE", "iou": "IoU", "hd95_mm": "HD95 (mm)", "hd_
          "assd_mm": "ASSD (mm)", "ravd": "RAVD"}
 
 
+#: the paper's findings per experiment (Desai et al., ISMRM 2019), quoted: its numbers are in a figure, not the text
+QUOTED_PAPER = {
+    "architecture": "The 2D U-Net significantly outperformed SegNet (p<0.01); DeeplabV3+ is the third "
+                    "architecture compared.",
+    "volumetric": "The 2D U-Net significantly outperformed [...] 2.5D and 3D U-Net volumetric models (p<0.01).",
+    "loss": "The U-Net model using dice loss had higher DSC and VOE performance compared to WCE (p<0.01) and BCE.",
+    "augmentation": "Data augmentation resulted in a significant (p<0.01) segmentation improvement.",
+    "training_size": "Retrospective subsampling of training data showed a power-law trend between number of "
+                     "patients (training) and segmentation accuracy.",
+}
+
+
 def _name(metric: str) -> str:
     return NAMES.get(metric, metric)
 
@@ -142,6 +154,8 @@ def design_markdown(rows: pd.DataFrame, tests: pd.DataFrame, sizes: pd.DataFrame
             method = part.loc[part["label"] == label, "method"].iloc[0]
             out.append(f"| {label} | {method} | " + " | ".join(cells) + " |")
         out.append("")
+        if experiment in QUOTED_PAPER:
+            out += [f"The paper (quoted): \"{QUOTED_PAPER[experiment]}\"", ""]
         for _, t in tests[tests["experiment"] == experiment].iterrows():
             p = f"p = {t['kruskal_p']:.3g}" if np.isfinite(t["kruskal_p"]) else f"no p ({t['note']})"
             pairs = t["dunn"] or f"no pair with p < {alpha:g}"
@@ -152,6 +166,7 @@ def design_markdown(rows: pd.DataFrame, tests: pd.DataFrame, sizes: pd.DataFrame
                 "Each architecture retrained on nested subsets of the training patients, epochs scaled to equal "
                 "optimiser steps; mean (SD) over runs (seeds) of the per-run mean over the test scans. The fit "
                 "is y = a n^b on the means, R^2 of the means.", "",
+                f"The paper (quoted): \"{QUOTED_PAPER['training_size']}\"", "",
                 "| architecture | metric | " + " | ".join(f"n = {n:g}" for n in sorted(pd.unique(sizes["patients"])))
                 + " | a | b | R^2 |",
                 "|---|---|" + "---|" * (len(pd.unique(sizes["patients"])) + 3)]
@@ -187,4 +202,4 @@ def size_figure(points: Mapping[str, pd.DataFrame], fits: Mapping[str, Mapping[s
     return power_law_panels(points, fits, stem, x_label="training patients", title=title)
 
 
-__all__ = ["design_markdown", "experiment_scores", "fov_figure", "size_figure", "size_scores"]
+__all__ = ["QUOTED_PAPER", "design_markdown", "experiment_scores", "fov_figure", "size_figure", "size_scores"]
