@@ -20,6 +20,7 @@ from mskseg.nn.multiplanar import (  # noqa: E402
     physical_extents,
     plane_coordinates,
     predict_multiplanar,
+    prediction_grid,
     sample_plane,
     sphere_span,
     training_grid,
@@ -342,6 +343,131 @@ def test_predict_uncovered_voxels_are_background_and_partial_coverage_averages()
     assert np.allclose(probs[:, some], expected, atol=1e-5)
     for v, c in zip(per_view, covered, strict=True):
         assert np.all(v[0][~c] == 1.0)
+
+
+# ------------------------------------------------------------------------ inference_span: train
+def test_prediction_grid_diagonal_is_todays_and_train_is_the_training_grid() -> None:
+    extent = np.multiply(SHAPE, SPACING)  # 16, 30, 48 mm
+    diagonal = float(np.linalg.norm(extent))
+    grid, normal = prediction_grid(extent, 1.25)
+    assert grid == inference_grid(diagonal, 1.25) and normal == grid.span_mm >= diagonal
+    grid, normal = prediction_grid(extent, 1.25, inference_span="diagonal", train_dim=16, multiple=8)
+    assert grid == inference_grid(diagonal, 1.25, 8)  # train_dim plays no part
+    grid, normal = prediction_grid(extent, 1.25, inference_span="train", train_dim=16)
+    assert grid == PlaneGrid(16, 1.25) and grid.span_mm == pytest.approx(20.0)
+    assert normal == pytest.approx(diagonal)
+    with pytest.raises(ValueError, match="needs the training slice size"):
+        prediction_grid(extent, 1.25, inference_span="train")
+    with pytest.raises(ValueError, match="inference_span must be one of"):
+        prediction_grid(extent, 1.25, inference_span="sphere", train_dim=16)
+    with pytest.raises(ValueError, match="three positive extents"):
+        prediction_grid((16.0, 0.0, 48.0), 1.25)
+
+
+def _covered_by(views, shape, spacing, direction, half_uv: float, half_n: float) -> np.ndarray:
+    """Brute force: per view, the voxels whose view-frame position lies within the grid's square and slab."""
+    idx = np.indices(shape).reshape(3, -1).T
+    rel = ((idx - (np.asarray(shape) - 1) / 2) * spacing) @ np.asarray(direction).T  # world offsets (mm)
+    out = []
+    for normal in views:
+        t = rel @ view_basis(normal).T
+        out.append((np.abs(t[:, 0]) <= half_uv + 1e-3) & (np.abs(t[:, 1]) <= half_uv + 1e-3)
+                   & (np.abs(t[:, 2]) <= half_n + 1e-3))
+    return np.array(out).reshape(len(views), *shape)
+
+
+def test_train_span_prediction_covers_the_training_square_along_the_whole_normal() -> None:
+    image = _ellipsoid().astype(np.float32)
+    views = draw_views(3, seed=2)
+    extent = np.multiply(SHAPE, SPACING)
+    grid, normal = prediction_grid(extent, 1.0, inference_span="train", train_dim=16)
+    probs, per_view = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid,
+                                          normal_span_mm=normal, return_views=True)
+    assert np.allclose(probs.sum(0), 1.0, atol=1e-5)
+    diagonal = float(np.linalg.norm(extent))
+    k_half = math.ceil(diagonal / 2 - 0.5)  # offsets k mm, |k| <= K, cover [-K - 0.5, K + 0.5] >= D / 2
+    covered = _covered_by(views, SHAPE, SPACING, OBLIQUE, 8.0, k_half + 0.5)
+    assert np.array_equal(covered, _covered_by(views, SHAPE, SPACING, OBLIQUE, 8.0, np.inf))  # normal: all
+    # the slab of the grid's own span (what the slices would cover without normal_span_mm) misses some
+    assert (covered & ~_covered_by(views, SHAPE, SPACING, OBLIQUE, 8.0, 8.5)).any()
+    count = covered.sum(0)
+    assert (count == 0).any() and (count == 3).any()
+    assert np.all(probs[0][count == 0] == 1.0)  # no view: background
+    ell = _ellipsoid().astype(bool)
+    for view, cov in zip(per_view, covered, strict=True):
+        assert np.all(view[0][~cov] == 1.0)
+        assert _dice((view.argmax(0) == 1) & cov, ell & cov) > 0.97  # what the view covers, it gets right
+    some = count > 0
+    expected = np.sum([v * c for v, c in zip(per_view, covered, strict=True)], axis=0)[:, some] / count[some]
+    assert np.allclose(probs[:, some], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="normal_span_mm must be positive"):
+        predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid, normal_span_mm=0.0)
+
+
+@pytest.mark.parametrize("bad", ["sphere", "", None, 1])
+def test_multiplanar_setting_inference_span_is_checked_recorded_and_used(bad, tmp_path) -> None:
+    from mskseg.errors import ConfigError
+    from mskseg.nn.data import Case
+    from mskseg.nn.fit import make_dataset, model_info
+    from mskseg.nn.method import MethodSpec
+    from mskseg.nn.model_info import ModelInfo
+    from mskseg.nn.predict import predict_view
+    from mskseg.nn.settings import MultiplanarSettings
+
+    assert MultiplanarSettings().inference_span == "diagonal"
+    assert MultiplanarSettings.from_dict({"inference_span": "train"}).to_dict()["inference_span"] == "train"
+    with pytest.raises(ValueError, match="multiplanar setting 'inference_span' must be 'diagonal' or 'train'"):
+        MultiplanarSettings(inference_span=bad)
+    with pytest.raises(ConfigError, match=r"methods\.m\.multiplanar: multiplanar setting 'inference_span'"):
+        MethodSpec.from_config("m", {"kind": "trained", "view": "multiplanar", "multiplanar": {"inference_span": bad}})
+    cases = [_case()]
+    infos = {}
+    for span in ("diagonal", "train"):
+        spec = MethodSpec.from_config("m", {"kind": "trained", "view": "multiplanar",
+                                            "multiplanar": {"dim": 16, "n_views": 2, "inference_span": span,
+                                                            "samples_per_epoch": 4}})
+        info = model_info(spec, "mpr", [1, 2], cases, [])
+        assert info.inference_span == span and info.slice_size == [16, 16]
+        info.write(tmp_path / f"{span}.json")
+        assert ModelInfo.read(tmp_path / f"{span}.json") == info
+        infos[span] = info
+    # the training slices' grid is the one a 'train' prediction uses
+    ds = make_dataset(spec, info, cases)
+    assert ds.max_offset_fraction == 0.5
+    extent = np.multiply(SHAPE, SPACING)
+    assert prediction_grid(extent, info.pixel_mm, inference_span="train", train_dim=16)[0] == ds.grid
+    # a model description written before the setting: today's behaviour
+    old = {k: v for k, v in infos["diagonal"].__dict__.items() if k != "inference_span"} | {"slice_size": None}
+    assert ModelInfo(**old).inference_span == "diagonal"
+    image = _ellipsoid().astype(np.float32)
+    case = Case("c", image, None, None, SPACING, OBLIQUE)
+    views = np.asarray(infos["train"].views)
+    for span, info in infos.items():
+        grid, normal = prediction_grid(extent, info.pixel_mm, inference_span=span, train_dim=16)
+        want = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid, normal_span_mm=normal)
+        got = predict_view(_threshold_model(), info, case, device=torch.device("cpu"))
+        assert np.allclose(got, want, atol=1e-6)
+    assert np.allclose(predict_view(_threshold_model(), ModelInfo(**old), case, device=torch.device("cpu")),
+                       predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views,
+                                           inference_grid(float(np.linalg.norm(extent)), info.pixel_mm)),
+                       atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, True, "0.8", float("nan"), None])
+def test_multiplanar_setting_max_offset_fraction_is_checked_and_threaded(bad) -> None:
+    from mskseg.nn.fit import make_dataset, model_info
+    from mskseg.nn.method import MethodSpec
+    from mskseg.nn.settings import MultiplanarSettings
+
+    assert MultiplanarSettings().max_offset_fraction == 0.5
+    with pytest.raises(ValueError, match=r"multiplanar setting 'max_offset_fraction' must be a number in \[0, 1\]"):
+        MultiplanarSettings(max_offset_fraction=bad)
+    spec = MethodSpec.from_config("m", {"kind": "trained", "view": "multiplanar",
+                                        "multiplanar": {"dim": 16, "n_views": 2, "max_offset_fraction": 0.8,
+                                                        "samples_per_epoch": 4}})
+    cases = [_case()]
+    ds = make_dataset(spec, model_info(spec, "mpr", [1, 2], cases, []), cases)
+    assert ds.max_offset_fraction == 0.8
 
 
 def test_short_training_loop_lowers_the_loss() -> None:

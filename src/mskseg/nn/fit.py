@@ -63,7 +63,8 @@ def model_info(spec: MethodSpec, view: str, label_values: Sequence[int], train_c
         span = sphere_span(physical_extents((c.image.shape, c.spacing) for c in train_cases), at="train")
         grid = training_grid(span, mp.dim)
         views = draw_views(mp.n_views, mp.seed, min_angle_deg=mp.min_angle_deg)
-        return info.with_(views=views.tolist(), pixel_mm=grid.pixel_mm)
+        return info.with_(views=views.tolist(), pixel_mm=grid.pixel_mm, slice_size=[grid.dim, grid.dim],
+                          inference_span=mp.inference_span)
     return info.with_(patch_size=list(spec.patch.size), overlap=spec.patch.overlap)
 
 
@@ -81,7 +82,8 @@ def make_dataset(spec: MethodSpec, info: ModelInfo, cases: Sequence[Case], *,
         return MultiPlanarDataset(cases, np.asarray(info.views), grid,
                                   samples_per_epoch=spec.multiplanar.samples_per_epoch,
                                   augment=build_augmenter(spec.augment, 2), seed=seed,
-                                  max_rotation_deg=spec.multiplanar.max_rotation_deg)
+                                  max_rotation_deg=spec.multiplanar.max_rotation_deg,
+                                  max_offset_fraction=spec.multiplanar.max_offset_fraction)
     return PatchDataset(cases, tuple(info.patch_size), samples_per_case=spec.patch.samples_per_case,
                         foreground_fraction=spec.patch.foreground_fraction, augment=build_augmenter(spec.augment, 3),
                         seed=seed, centres=centres, jitter_voxels=jitter_voxels)

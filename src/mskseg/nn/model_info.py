@@ -32,9 +32,10 @@ class ModelInfo:
     label_values: list[int]
     n_slices: int = 1
     multiple: int = 16
-    slice_size: list[int] | None = None          # 2D training slice size
+    slice_size: list[int] | None = None          # 2D training slice size (multi-planar: [dim, dim])
     views: list[list[float]] | None = None       # multi-planar view normals
     pixel_mm: float | None = None                # multi-planar pixel size
+    inference_span: str = "diagonal"             # multi-planar prediction slices' span (diagonal | train)
     patch_size: list[int] | None = None          # 3D
     overlap: float = 0.5
     train_subjects: list[str] | None = None

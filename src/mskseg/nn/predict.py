@@ -23,7 +23,7 @@ from mskseg.nn.fusion import read_fusion_weights
 from mskseg.nn.inference import predict_slices, sliding_window_3d
 from mskseg.nn.method import PLANE_VIEWS
 from mskseg.nn.model_info import ModelInfo, load_trained
-from mskseg.nn.multiplanar import inference_grid, predict_multiplanar
+from mskseg.nn.multiplanar import predict_multiplanar, prediction_grid
 from mskseg.nn.settings import InferenceSettings
 from mskseg.postprocess import PostprocessSettings, postprocess_labels
 from mskseg.volume import Volume
@@ -38,9 +38,11 @@ def predict_view(model: nn.Module, info: ModelInfo, case: Case, *, device: torch
                               multiple=info.multiple, batch_size=batch_size, **common)
     if info.view == "mpr":
         extent = np.asarray(case.image.shape) * np.asarray(case.spacing)
-        grid = inference_grid(float(np.linalg.norm(extent)), float(info.pixel_mm), info.multiple)
+        train_dim = info.slice_size[0] if info.slice_size else None
+        grid, normal_span = prediction_grid(extent, float(info.pixel_mm), inference_span=info.inference_span,
+                                            train_dim=train_dim, multiple=info.multiple)
         return predict_multiplanar(model, case.image, case.spacing, case.direction, np.asarray(info.views), grid,
-                                   batch_size=batch_size, **common)
+                                   normal_span_mm=normal_span, batch_size=batch_size, **common)
     return sliding_window_3d(model, case.image, tuple(info.patch_size), overlap=info.overlap,
                              batch_size=max(1, batch_size // 8), **common)
 

@@ -338,7 +338,13 @@ class AugmentSettings(_Settings):
 class MultiplanarSettings(_Settings):
     """MPUNet's sampling (Perslev et al.): ``n_views`` random view normals at least ``min_angle_deg`` apart
     (drawn with ``seed``), slices of ``dim`` x ``dim`` pixels, ``samples_per_epoch`` training slices, each
-    rotated in its plane by an angle uniform in ``[-max_rotation_deg, max_rotation_deg]`` (180: any angle)."""
+    rotated in its plane by an angle uniform in ``[-max_rotation_deg, max_rotation_deg]`` (180: any angle).
+    ``max_offset_fraction``: training slices lie at offsets uniform in ``[-f, f]`` times half the training
+    span along the view's normal (0.5: as before). ``inference_span``: what each view's prediction slices
+    span in-plane, ``diagonal`` (the volume's diagonal at the training pixel size: every voxel seen by every
+    view) or ``train`` (the training slices' span and size, centred as in training; slices still cover the
+    diagonal along the normal, and the voxels near the box's corners that no view's square reaches are
+    background) - recorded with the model."""
 
     WHAT: ClassVar[str] = "multiplanar"
 
@@ -348,6 +354,8 @@ class MultiplanarSettings(_Settings):
     samples_per_epoch: int = 1000
     seed: int = 0
     max_rotation_deg: float = 180.0
+    inference_span: str = "diagonal"
+    max_offset_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("n_views", "dim", "samples_per_epoch"):
@@ -362,6 +370,13 @@ class MultiplanarSettings(_Settings):
             raise ValueError(f"multiplanar setting 'max_rotation_deg' must be a number in [0, 180] (degrees), "
                              f"got {rot!r}")
         object.__setattr__(self, "max_rotation_deg", float(rot))
+        frac = self.max_offset_fraction
+        if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0 <= frac <= 1:
+            raise ValueError(f"multiplanar setting 'max_offset_fraction' must be a number in [0, 1], got {frac!r}")
+        object.__setattr__(self, "max_offset_fraction", float(frac))
+        if self.inference_span not in ("diagonal", "train"):
+            raise ValueError(f"multiplanar setting 'inference_span' must be 'diagonal' or 'train', "
+                             f"got {self.inference_span!r}")
 
 
 @dataclass(frozen=True)
@@ -435,7 +450,6 @@ class InteractiveSettings(_Settings):
             raise ValueError(f"interactive rounds must be increasing positive subject counts, got {list(rounds)}")
         object.__setattr__(self, "rounds", rounds)
         object.__setattr__(self, "collision_eps_mm", float(self.collision_eps_mm))
-
 
 
 __all__ = ["BLUR_LENGTHS", "MONITORS", "PRECISIONS", "SCHEDULES", "AugmentSettings", "InferenceSettings",

@@ -3,7 +3,8 @@
 
 One 2D network is trained on slices sampled along a fixed set of view orientations (unit
 vectors drawn once, stored with the model) on an isotropic grid inside a sphere centred on the
-volume. At inference every view is predicted slice by slice over the whole sphere, each view's
+volume. At inference every view is predicted slice by slice over the whole sphere (or, with
+``multiplanar.inference_span: train``, on training-size slices centred as in training), each view's
 probability stack is interpolated back onto the volume's voxels, the views are summed (averaged
 over the views covering a voxel) and the argmax is the label (the hip paper: no fusion model).
 
@@ -11,11 +12,13 @@ over the views covering a voxel) and the argmax is the label (the hip paper: no 
 
 from mskseg.nn.multiplanar.dataset import MultiPlanarCase, MultiPlanarDataset
 from mskseg.nn.multiplanar.geometry import (
+    INFERENCE_SPANS,
     PlaneGrid,
     draw_views,
     inference_grid,
     physical_extents,
     plane_coordinates,
+    prediction_grid,
     sample_plane,
     sphere_span,
     training_grid,
@@ -23,6 +26,6 @@ from mskseg.nn.multiplanar.geometry import (
 )
 from mskseg.nn.multiplanar.predict import predict_multiplanar
 
-__all__ = ["MultiPlanarCase", "MultiPlanarDataset", "PlaneGrid", "draw_views", "inference_grid",
-           "physical_extents", "plane_coordinates", "predict_multiplanar", "sample_plane", "sphere_span",
-           "training_grid", "view_basis"]
+__all__ = ["INFERENCE_SPANS", "MultiPlanarCase", "MultiPlanarDataset", "PlaneGrid", "draw_views", "inference_grid",
+           "physical_extents", "plane_coordinates", "predict_multiplanar", "prediction_grid", "sample_plane",
+           "sphere_span", "training_grid", "view_basis"]

@@ -143,6 +143,36 @@ def inference_grid(span_mm: float, pixel_mm: float, multiple: int = 16) -> Plane
     return PlaneGrid(dim, float(pixel_mm))
 
 
+#: what each view's prediction slices span in-plane (:func:`prediction_grid`)
+INFERENCE_SPANS = ("diagonal", "train")
+
+
+def prediction_grid(extent_mm: Sequence[float], pixel_mm: float, *, inference_span: str = "diagonal",
+                    train_dim: int | None = None, multiple: int = 16) -> tuple[PlaneGrid, float]:
+    """The in-plane grid a view is predicted on and the extent (mm) its slices cover along the normal.
+
+    ``extent_mm``: the volume's axis extents ``shape * spacing``; its diagonal ``D`` bounds every
+    voxel's distance from the box centre times two. ``"diagonal"``: :func:`inference_grid` over ``D``
+    (every voxel is covered by every view), slices over that grid's span. ``"train"``: the training
+    grid (``train_dim`` pixels of ``pixel_mm``, centred on the box centre as every training slice is),
+    slices over ``D`` along the normal, so every voxel within the training square of a view's plane
+    is covered by that view and the slices look as in training; voxels beyond it get nothing from
+    that view (:func:`~mskseg.nn.multiplanar.predict_multiplanar`).
+    """
+    ext = np.asarray(extent_mm, dtype=float).reshape(-1)
+    if ext.size != 3 or not np.all(np.isfinite(ext)) or np.any(ext <= 0):
+        raise ValueError(f"extent_mm must be three positive extents, got {tuple(ext)}")
+    diagonal = float(np.linalg.norm(ext))
+    if inference_span == "diagonal":
+        grid = inference_grid(diagonal, pixel_mm, multiple)
+        return grid, grid.span_mm
+    if inference_span == "train":
+        if train_dim is None:
+            raise ValueError("inference_span 'train' needs the training slice size (train_dim)")
+        return PlaneGrid(int(train_dim), float(pixel_mm)), diagonal
+    raise ValueError(f"inference_span must be one of {INFERENCE_SPANS}, got {inference_span!r}")
+
+
 # ---------------------------------------------------------------------------------- sampling
 def index_frame(shape: Sequence[int], spacing: Sequence[float], direction: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -203,12 +233,14 @@ def view_bases(views: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "COVER_MARGIN",
+    "INFERENCE_SPANS",
     "PlaneGrid",
     "draw_views",
     "index_frame",
     "inference_grid",
     "physical_extents",
     "plane_coordinates",
+    "prediction_grid",
     "sample_plane",
     "sphere_span",
     "training_grid",

@@ -24,16 +24,18 @@ from mskseg.nn.multiplanar.geometry import (
 _MAP_BACK_VOXELS = 1 << 20  # voxels mapped back per chunk
 
 
-def _n_half_offsets(grid: PlaneGrid) -> int:
-    """``K`` of the offsets ``k * pixel_mm``, ``|k| <= K``, whose slices cover [-span/2, span/2]."""
-    return max(0, math.ceil(grid.span_mm / (2.0 * grid.pixel_mm) - COVER_MARGIN - 1e-9))
+def _n_half_offsets(grid: PlaneGrid, span_mm: float | None = None) -> int:
+    """``K`` of the offsets ``k * pixel_mm``, ``|k| <= K``, whose slices cover [-span/2, span/2] (span: the
+    grid's own when None)."""
+    span = grid.span_mm if span_mm is None else float(span_mm)
+    return max(0, math.ceil(span / (2.0 * grid.pixel_mm) - COVER_MARGIN - 1e-9))
 
 
 def _predict_view(model: nn.Module, image: np.ndarray, spacing, direction, basis: np.ndarray, grid: PlaneGrid,
                   cval: float, batch_size: int, device: torch.device, precision: str,
-                  channels_last: bool) -> torch.Tensor:
+                  channels_last: bool, normal_span_mm: float | None = None) -> torch.Tensor:
     """Softmax stack ``(1, K, n_offsets, dim, dim)`` float32 on ``device`` of one view."""
-    k_half = _n_half_offsets(grid)
+    k_half = _n_half_offsets(grid, normal_span_mm)
     offsets = np.arange(-k_half, k_half + 1) * grid.pixel_mm
     stack: torch.Tensor | None = None
     for start in range(0, len(offsets), batch_size):
@@ -89,17 +91,22 @@ def _map_back(stack: torch.Tensor, shape: tuple[int, int, int], spacing, directi
 
 def predict_multiplanar(model: nn.Module, image: np.ndarray, spacing, direction, views: np.ndarray,
                         grid: PlaneGrid, *, batch_size: int = 16, device: torch.device | None = None,
-                        precision: str = "fp32", channels_last: bool = False,
+                        precision: str = "fp32", channels_last: bool = False, normal_span_mm: float | None = None,
                         return_views: bool = False) -> np.ndarray | tuple[np.ndarray, list[np.ndarray]]:
     """Class probabilities ``(K, X, Y, Z)`` float32 of ``image`` from all views, averaged.
 
-    Each view is predicted on slices at offsets ``k * pixel_mm`` covering [-span/2, span/2]
-    (span = ``grid.span_mm``, no in-plane rotation), the image sampled as in training (linear,
+    Each view is predicted on slices at offsets ``k * pixel_mm`` covering [-span/2, span/2] along its
+    normal (span = ``normal_span_mm``, default ``grid.span_mm``); in-plane every slice is ``grid``
+    centred on the box centre (no in-plane rotation), the image sampled as in training (linear,
     outside = the image minimum). Each view's softmax stack is interpolated trilinearly at every
     voxel; a voxel outside a view's grid (beyond half a pixel of its outer samples) gets nothing
     from that view. The views covering a voxel are summed and divided by their number, so the
-    argmax equals the argmax of the hip paper's sum. Every voxel is covered when the span is at
-    least the volume's diagonal; a voxel no view covers gets background probability 1 (class 0).
+    argmax equals the argmax of the hip paper's sum. Every voxel is covered when both spans are at
+    least the volume's diagonal; a voxel no view covers gets background probability 1 (class 0). A grid
+    smaller than the diagonal (:func:`~mskseg.nn.multiplanar.geometry.prediction_grid` with
+    ``inference_span="train"``) covers, per view, the voxels whose projection on the view's plane lies
+    within the grid's square; the voxels near the box's corners may lie outside every view's square and
+    are then background.
 
     Parameters
     ----------
@@ -112,7 +119,7 @@ def predict_multiplanar(model: nn.Module, image: np.ndarray, spacing, direction,
     views : np.ndarray
         ``(n_views, 3)`` view normals (world frame), as stored with the model.
     grid : PlaneGrid
-        The inference grid (:func:`inference_grid`).
+        The in-plane grid of every slice (:func:`~mskseg.nn.multiplanar.geometry.prediction_grid`).
     batch_size : int
         Slices per forward pass.
     device : torch.device or None
@@ -121,6 +128,8 @@ def predict_multiplanar(model: nn.Module, image: np.ndarray, spacing, direction,
         ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:func:`mskseg.nn.device.resolve_precision`).
     channels_last : bool
         Feed the network channels-last input.
+    normal_span_mm : float or None
+        The extent (mm) the slices cover along each normal (None: ``grid.span_mm``).
     return_views : bool
         Also return each view's mapped-back probabilities (``(K, X, Y, Z)`` each; voxels the view
         does not cover are background 1).
@@ -130,6 +139,8 @@ def predict_multiplanar(model: nn.Module, image: np.ndarray, spacing, direction,
         raise ValueError(f"image must be 3D (X, Y, Z), got shape {image.shape}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if normal_span_mm is not None and not (math.isfinite(normal_span_mm) and normal_span_mm > 0):
+        raise ValueError(f"normal_span_mm must be positive, got {normal_span_mm}")
     bases = view_bases(views)
     if device is None:
         param = next(iter(model.parameters()), None)
@@ -145,7 +156,7 @@ def predict_multiplanar(model: nn.Module, image: np.ndarray, spacing, direction,
     with torch.inference_mode():
         for basis in bases:
             stack = _predict_view(model, image, spacing, direction, basis, grid, cval, int(batch_size), device,
-                                  precision, channels_last)
+                                  precision, channels_last, normal_span_mm)
             if total is None:
                 total = np.zeros((stack.shape[1], *shape), np.float32)
             view_out = np.zeros_like(total) if return_views else None
