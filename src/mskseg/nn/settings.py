@@ -360,20 +360,12 @@ class MultiplanarSettings(_Settings):
     def __post_init__(self) -> None:
         for name in ("n_views", "dim", "samples_per_epoch"):
             object.__setattr__(self, name, _positive_int(f"multiplanar setting {name!r}", getattr(self, name)))
-        angle = self.min_angle_deg
-        if isinstance(angle, bool) or not isinstance(angle, numbers.Real) or not 0 <= angle <= 90:
-            raise ValueError(f"multiplanar setting 'min_angle_deg' must lie in [0, 90], got {angle!r}")
-        object.__setattr__(self, "min_angle_deg", float(angle))
+        for name, high in (("min_angle_deg", 90), ("max_rotation_deg", 180), ("max_offset_fraction", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= high:
+                raise ValueError(f"multiplanar setting {name!r} must be a number in [0, {high}], got {value!r}")
+            object.__setattr__(self, name, float(value))
         object.__setattr__(self, "seed", int(self.seed))
-        rot = self.max_rotation_deg
-        if isinstance(rot, bool) or not isinstance(rot, numbers.Real) or not 0 <= rot <= 180:
-            raise ValueError(f"multiplanar setting 'max_rotation_deg' must be a number in [0, 180] (degrees), "
-                             f"got {rot!r}")
-        object.__setattr__(self, "max_rotation_deg", float(rot))
-        frac = self.max_offset_fraction
-        if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0 <= frac <= 1:
-            raise ValueError(f"multiplanar setting 'max_offset_fraction' must be a number in [0, 1], got {frac!r}")
-        object.__setattr__(self, "max_offset_fraction", float(frac))
         if self.inference_span not in ("diagonal", "train"):
             raise ValueError(f"multiplanar setting 'inference_span' must be 'diagonal' or 'train', "
                              f"got {self.inference_span!r}")
