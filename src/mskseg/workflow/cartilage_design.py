@@ -40,6 +40,22 @@ def size_method_name(method: str, size: int | float, seed: int) -> str:
     return f"{method}N{int(size)}S{seed}"
 
 
+def size_runs(method: str, sizes: Mapping[str, Any], own_seed: int) -> list[tuple[int | float, int, str]]:
+    """(size, seed, method name) of every training-size run of ``method``: each of ``sizes["sizes"]`` and the
+    full set (1.0) per seed (default: the method's own); the full set with the method's own seed is the
+    method itself.
+
+    >>> size_runs("unet", {"sizes": [5]}, 1)
+    [(5, 1, 'unetN5S1'), (1.0, 1, 'unet')]
+    """
+    runs = []
+    for seed in [int(s) for s in sizes.get("seeds") or [own_seed]]:
+        for size in [*sizes["sizes"], 1.0]:
+            full = isinstance(size, float) and size == 1.0 and seed == own_seed
+            runs.append((size, seed, method if full else size_method_name(method, size, seed)))
+    return runs
+
+
 def _size_block(block: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return block.get("training_size") or None
 
@@ -64,21 +80,18 @@ def expand_training_sizes(config: Mapping[str, Any]) -> dict[str, Any]:
         base = methods.get(method)
         if base is None or base.get("kind") != "trained":
             raise ConfigError(f"{key}.methods: {method!r} is not a trained method of {name!r}")
-        own_seed = int((base.get("train") or {}).get("seed", 0))
-        for seed in sizes.get("seeds") or [own_seed]:
-            for size in [*sizes["sizes"], 1.0]:
-                if isinstance(size, float) and size == 1.0 and int(seed) == own_seed:
-                    continue  # the full set with the method's own seed: the method itself
-                derived = copy.deepcopy(dict(base))
-                derived["train_subjects"] = {"size": size, "seed": int(seed),
-                                             "balance_by": sizes.get("balance_by"), "equal_steps": True}
-                derived["train"] = {**dict(derived.get("train") or {}), "seed": int(seed)}
-                new = size_method_name(method, size, int(seed))
-                if new in methods and methods[new] != derived:
-                    raise ConfigError(f"{key}: the derived method name {new!r} is already a method of {name!r}")
-                methods[new] = derived
-                if new not in scored:
-                    scored.append(new)
+        for size, seed, new in size_runs(method, sizes, int((base.get("train") or {}).get("seed", 0))):
+            if new == method:
+                continue  # the full set with the method's own seed: the method itself
+            derived = copy.deepcopy(dict(base))
+            derived["train_subjects"] = {"size": size, "seed": seed, "balance_by": sizes.get("balance_by"),
+                                         "equal_steps": True}
+            derived["train"] = {**dict(derived.get("train") or {}), "seed": seed}
+            if new in methods and methods[new] != derived:
+                raise ConfigError(f"{key}: the derived method name {new!r} is already a method of {name!r}")
+            methods[new] = derived
+            if new not in scored:
+                scored.append(new)
     evaluation["methods"] = scored
     return out
 
@@ -124,13 +137,8 @@ class DesignStudy:
         sizes = []
         block_sizes = _size_block(block)
         for method in (block_sizes or {}).get("methods", []):
-            own_seed = ds.trained[method].train.seed
-            runs = []
-            for seed in block_sizes.get("seeds") or [own_seed]:
-                for size in [*block_sizes["sizes"], 1.0]:
-                    full = isinstance(size, float) and size == 1.0 and int(seed) == own_seed
-                    runs.append((float(size), int(seed), method if full else size_method_name(method, size, int(seed))))
-            sizes.append((str(method), tuple(runs)))
+            runs = size_runs(method, block_sizes, ds.trained[method].train.seed)
+            sizes.append((str(method), tuple((float(size), seed, name) for size, seed, name in runs)))
         fov = (ds.config.get("evaluation") or {}).get("fov") or {}
         if experiments and structure not in (fov.get("structures") or ds.labels):
             raise ConfigError(f"{key}.structure: {structure!r} is not among datasets.{dataset}.evaluation.fov."
@@ -155,4 +163,4 @@ class DesignStudy:
         return list(seen)
 
 
-__all__ = ["CARTILAGE_DESIGN", "DesignStudy", "expand_training_sizes", "size_method_name"]
+__all__ = ["CARTILAGE_DESIGN", "DesignStudy", "expand_training_sizes", "size_method_name", "size_runs"]

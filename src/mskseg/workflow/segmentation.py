@@ -44,22 +44,25 @@ def _pretrain_key(spec: MethodSpec) -> str:
     return repr(replace(spec.pretraining(), name=""))
 
 
+def _patient(plan: DatasetPlan, subject: str) -> str:
+    """The subject's patient (the subject itself when the manifest names none)."""
+    return str(plan.row(subject).get("patient") or subject)
+
+
 def count_patients(plan: DatasetPlan, subjects: list[str]) -> int:
     """How many patients ``subjects`` (scans) belong to."""
-    return len({str(plan.row(s).get("patient") or s) for s in subjects})
+    return len({_patient(plan, s) for s in subjects})
 
 
 def subset_subjects(plan: DatasetPlan, train: list[str], subset: SubsetSettings) -> list[str]:
     """The subjects of ``subset``'s patients among a fold's ``train`` subjects, in their order
     (:func:`mskseg.splits.training_subset`: nested across sizes, balanced by ``subset.balance_by``)."""
-    rows = [plan.row(s) for s in train]
-    patients = [str(r.get("patient") or s) for r, s in zip(rows, train, strict=True)]
-    table = pd.DataFrame({"subject": train, "patient": patients})
+    table = pd.DataFrame({"subject": train, "patient": [_patient(plan, s) for s in train]})
     if subset.balance_by is not None:
         if subset.balance_by not in plan.manifest.columns:
             raise ConfigError(f"datasets.{plan.name}: train_subjects.balance_by {subset.balance_by!r} is not a "
                               f"column of the manifest ({list(plan.manifest.columns)})")
-        table[subset.balance_by] = [r.get(subset.balance_by) for r in rows]
+        table[subset.balance_by] = [plan.row(s).get(subset.balance_by) for s in train]
     try:
         return training_subset(table, subset.size, seed=subset.seed, balance_by=subset.balance_by)
     except ValueError as err:
@@ -92,15 +95,12 @@ class SegmentationInputs:
             full = self.checkpoints.fold_subjects(wildcards.dataset, fold, "train")
             subset = self.fold_subjects(wildcards)["train"]
             epochs = spec.train_subjects.epochs(spec.train.epochs, steps_per_epoch=spec.train.steps_per_epoch,
-                                                n_full=self._patients(wildcards.dataset, full),
-                                                n_subset=self._patients(wildcards.dataset, subset))
+                                                n_full=count_patients(self.plan[wildcards.dataset], full),
+                                                n_subset=count_patients(self.plan[wildcards.dataset], subset))
             method["train"] = {**dict(method.get("train") or {}), "epochs": epochs}
         wmap = spec.weight_map
         return canonical({"method": method, "labels": dict(config["labels"]),
                           "weight_map": dict(config["weight_maps"][wmap]) if wmap else None})
-
-    def _patients(self, dataset: str, subjects: list[str]) -> int:
-        return count_patients(self.plan[dataset], subjects)
 
     def fold_subjects(self, wildcards: Any) -> dict[str, list[str]]:
         """The fold's training and validation subjects; of a method with ``train_subjects``, the training
