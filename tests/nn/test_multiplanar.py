@@ -356,6 +356,15 @@ def test_prediction_grid_diagonal_is_todays_and_train_is_the_training_grid() -> 
     grid, normal = prediction_grid(extent, 1.25, inference_span="train", train_dim=16)
     assert grid == PlaneGrid(16, 1.25) and grid.span_mm == pytest.approx(20.0)
     assert normal == pytest.approx(diagonal)
+    # along the normal: the training offsets, a fraction of the training span (never beyond the diagonal)
+    for fraction, want in ((0.5, 10.0), (1.0, 20.0), (0.0, 1.25)):
+        got = prediction_grid(extent, 1.25, inference_span="train", train_dim=16, max_offset_fraction=fraction)
+        assert got == (PlaneGrid(16, 1.25), pytest.approx(want))
+    assert prediction_grid(extent, 1.25, inference_span="train", train_dim=64,
+                           max_offset_fraction=1.0)[1] == pytest.approx(diagonal)
+    assert prediction_grid(extent, 1.25, train_dim=16, max_offset_fraction=0.5)[1] >= diagonal  # diagonal: unbounded
+    with pytest.raises(ValueError, match=r"max_offset_fraction must lie in \[0, 1\]"):
+        prediction_grid(extent, 1.25, inference_span="train", train_dim=16, max_offset_fraction=1.5)
     with pytest.raises(ValueError, match="needs the training slice size"):
         prediction_grid(extent, 1.25, inference_span="train")
     with pytest.raises(ValueError, match="inference_span must be one of"):
@@ -364,15 +373,16 @@ def test_prediction_grid_diagonal_is_todays_and_train_is_the_training_grid() -> 
         prediction_grid((16.0, 0.0, 48.0), 1.25)
 
 
-def _covered_by(views, shape, spacing, direction, half_uv: float, half_n: float) -> np.ndarray:
-    """Brute force: per view, the voxels whose view-frame position lies within the grid's square and slab."""
+def _covered_by(views, shape, spacing, direction, half_uv: float, half_n: float, tol: float = 1e-3) -> np.ndarray:
+    """Brute force: per view, the voxels whose view-frame position lies within the grid's square and slab (plus
+    ``tol`` mm; the code allows 1e-4 grid steps)."""
     idx = np.indices(shape).reshape(3, -1).T
     rel = ((idx - (np.asarray(shape) - 1) / 2) * spacing) @ np.asarray(direction).T  # world offsets (mm)
     out = []
     for normal in views:
         t = rel @ view_basis(normal).T
-        out.append((np.abs(t[:, 0]) <= half_uv + 1e-3) & (np.abs(t[:, 1]) <= half_uv + 1e-3)
-                   & (np.abs(t[:, 2]) <= half_n + 1e-3))
+        out.append((np.abs(t[:, 0]) <= half_uv + tol) & (np.abs(t[:, 1]) <= half_uv + tol)
+                   & (np.abs(t[:, 2]) <= half_n + tol))
     return np.array(out).reshape(len(views), *shape)
 
 
@@ -404,6 +414,30 @@ def test_train_span_prediction_covers_the_training_square_along_the_whole_normal
         predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid, normal_span_mm=0.0)
 
 
+def test_train_span_prediction_votes_only_on_the_slab_of_the_training_offsets() -> None:
+    """Each view covers the voxels a training slice could have reached: within the training square in-plane and
+    within the training offsets (plus half a pixel) along its normal; brute force against the view frame."""
+    image = _ellipsoid().astype(np.float32)
+    views = draw_views(3, seed=2)
+    extent = np.multiply(SHAPE, SPACING)
+    fraction = 0.5
+    grid, normal = prediction_grid(extent, 1.0, inference_span="train", train_dim=16, max_offset_fraction=fraction)
+    probs, per_view = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid,
+                                          normal_span_mm=normal, return_views=True)
+    half_offsets = fraction * grid.span_mm / 2  # training offsets are uniform in [-4, 4] mm
+    k_half = math.ceil(half_offsets - 0.5)  # slices at k mm, |k| <= K
+    assert k_half + 0.5 >= half_offsets  # every training offset lies on the predicted slab
+    covered = _covered_by(views, SHAPE, SPACING, OBLIQUE, 8.0, k_half + 0.5, tol=5e-5)
+    assert (_covered_by(views, SHAPE, SPACING, OBLIQUE, 8.0, np.inf) & ~covered).any()  # the slab is thinner
+    count = covered.sum(0)
+    assert np.all(probs[0][count == 0] == 1.0)
+    for view, cov in zip(per_view, covered, strict=True):
+        assert np.all(view[0][~cov] == 1.0)
+    some = count > 0
+    expected = np.sum([v * c for v, c in zip(per_view, covered, strict=True)], axis=0)[:, some] / count[some]
+    assert np.allclose(probs[:, some], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", ["sphere", "", None, 1])
 def test_multiplanar_setting_inference_span_is_checked_recorded_and_used(bad, tmp_path) -> None:
     from mskseg.errors import ConfigError
@@ -427,7 +461,7 @@ def test_multiplanar_setting_inference_span_is_checked_recorded_and_used(bad, tm
                                             "multiplanar": {"dim": 16, "n_views": 2, "inference_span": span,
                                                             "samples_per_epoch": 4}})
         info = model_info(spec, "mpr", [1, 2], cases, [])
-        assert info.inference_span == span and info.slice_size == [16, 16]
+        assert info.inference_span == span and info.slice_size == [16, 16] and info.max_offset_fraction == 0.5
         info.write(tmp_path / f"{span}.json")
         assert ModelInfo.read(tmp_path / f"{span}.json") == info
         infos[span] = info
@@ -437,13 +471,15 @@ def test_multiplanar_setting_inference_span_is_checked_recorded_and_used(bad, tm
     extent = np.multiply(SHAPE, SPACING)
     assert prediction_grid(extent, info.pixel_mm, inference_span="train", train_dim=16)[0] == ds.grid
     # a model description written before the setting: today's behaviour
-    old = {k: v for k, v in infos["diagonal"].__dict__.items() if k != "inference_span"} | {"slice_size": None}
-    assert ModelInfo(**old).inference_span == "diagonal"
+    old = {k: v for k, v in infos["diagonal"].__dict__.items()
+           if k not in ("inference_span", "max_offset_fraction")} | {"slice_size": None}
+    assert ModelInfo(**old).inference_span == "diagonal" and ModelInfo(**old).max_offset_fraction is None
     image = _ellipsoid().astype(np.float32)
     case = Case("c", image, None, None, SPACING, OBLIQUE)
     views = np.asarray(infos["train"].views)
     for span, info in infos.items():
-        grid, normal = prediction_grid(extent, info.pixel_mm, inference_span=span, train_dim=16)
+        grid, normal = prediction_grid(extent, info.pixel_mm, inference_span=span, train_dim=16,
+                                       max_offset_fraction=0.5)
         want = predict_multiplanar(_threshold_model(), image, SPACING, OBLIQUE, views, grid, normal_span_mm=normal)
         got = predict_view(_threshold_model(), info, case, device=torch.device("cpu"))
         assert np.allclose(got, want, atol=1e-6)

@@ -97,8 +97,9 @@ def test_paper_scale_plans_every_study_at_its_papers_size() -> None:
     plan = Plan.from_config(resolve_config({**config, "scale": "paper"}, overrides={"scale": "paper"},
                                            shipped=config))
     studies = StudyInputs(plan, FakeCheckpoints())
-    assert [label for label, _ in studies.transfer.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet"]
+    assert [label for label, _ in studies.transfer.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet", "2DUNet"]
     assert studies.transfer.rows[0][1] == "mpunet" and studies.transfer.folds is None
+    assert studies.transfer.reference == "full" and plan["hip"].trained["mpunet"].multiplanar.dim == 256
     design = plan["kneedesign"]
     assert len(design.subjects) == 176 and design.trained["segnet"].network["base"] == 64
     assert [m for _, _, m in dict(studies.design.sizes)["unet2d"]][:4] == ["unet2dN5S1", "unet2dN15S1",

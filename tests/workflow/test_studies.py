@@ -36,8 +36,10 @@ def wf(plan, tmp_path: Path) -> Workflow:
 
 def test_the_shipped_study_is_the_papers_table_with_its_ablations(wf) -> None:
     study = wf.studies.transfer
-    assert study.dataset == "hip" and study.reference == "full"
-    assert [label for label, _ in study.rows] == ["full", "NoPretrain", "NoWeight", "3DUNet"]
+    assert study.dataset == "hip" and study.reference == "2DUNet"
+    # the demo: the full method on the multi-planar U-Net, the ablations on the axial U-Net they are tested against
+    assert study.rows == (("full", "mpunet"), ("2DUNet", "unet2d"), ("NoPretrain-2DUNet", "unet2dNoPretrain"),
+                          ("NoWeight-2DUNet", "unet2dNoWeight"), ("3DUNet", "unet3dRecipe"))
     assert study.metrics[:3] == ("dice", "hd_mm", "hd95_mm") and "gap_dice" in study.metrics
     assert wf.targets.hip_transfer() == ["results/studies/hip_transfer/table.md",
                                          "results/studies/hip_transfer/table.html",
@@ -58,13 +60,14 @@ def test_round_inputs_are_the_models_files_and_the_folds_test_subjects(wf) -> No
 
 def test_the_table_reads_every_row_and_fold_and_the_last_rounds_from_the_evaluation_stage(wf) -> None:
     inputs, params = wf.studies.transfer_inputs(), wf.studies.transfer_params()
-    assert len(inputs["earlier"]) == len(inputs["rounds"]) == 4 == len(params["cells"])  # the demo: fold 0
-    assert inputs["earlier"][0] == "results/evaluation/hip/method-unet2d_fold-0_rounds.csv"
-    assert inputs["rounds"][0] == "results/models/hip/method-unet2d_fold-0_view-axial_rounds.csv"
-    assert len(inputs["final"]) == len(params["final"]) == 4 * 2  # two test subjects per fold
-    assert inputs["final"][0] == "results/evaluation/hip/sub-hip006_method-unet2d_metrics.csv"
+    assert len(inputs["earlier"]) == len(inputs["rounds"]) == 5 == len(params["cells"])  # the demo: fold 0
+    assert inputs["earlier"][0] == "results/evaluation/hip/method-mpunet_fold-0_rounds.csv"
+    assert inputs["rounds"][0] == "results/models/hip/method-mpunet_fold-0_view-mpr_rounds.csv"
+    assert len(inputs["final"]) == len(params["final"]) == 5 * 2  # two test subjects per fold
+    assert inputs["final"][0] == "results/evaluation/hip/sub-hip006_method-mpunet_metrics.csv"
     assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["3DUNet", "0"]
-    assert params["labels"] == ["full", "NoPretrain", "NoWeight", "3DUNet"]  # the config's order, not sorted
+    # the config's order, not sorted
+    assert params["labels"] == ["full", "2DUNet", "NoPretrain-2DUNet", "NoWeight-2DUNet", "3DUNet"]
 
 
 def test_a_study_on_every_fold(plan, tmp_path) -> None:

@@ -64,7 +64,7 @@ def model_info(spec: MethodSpec, view: str, label_values: Sequence[int], train_c
         grid = training_grid(span, mp.dim)
         views = draw_views(mp.n_views, mp.seed, min_angle_deg=mp.min_angle_deg)
         return info.with_(views=views.tolist(), pixel_mm=grid.pixel_mm, slice_size=[grid.dim, grid.dim],
-                          inference_span=mp.inference_span)
+                          inference_span=mp.inference_span, max_offset_fraction=mp.max_offset_fraction)
     return info.with_(patch_size=list(spec.patch.size), overlap=spec.patch.overlap)
 
 

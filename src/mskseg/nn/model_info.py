@@ -36,6 +36,7 @@ class ModelInfo:
     views: list[list[float]] | None = None       # multi-planar view normals
     pixel_mm: float | None = None                # multi-planar pixel size
     inference_span: str = "diagonal"             # multi-planar prediction slices' span (diagonal | train)
+    max_offset_fraction: float | None = None     # multi-planar training slices' offsets along the normal
     patch_size: list[int] | None = None          # 3D
     overlap: float = 0.5
     train_subjects: list[str] | None = None

@@ -40,7 +40,8 @@ def predict_view(model: nn.Module, info: ModelInfo, case: Case, *, device: torch
         extent = np.asarray(case.image.shape) * np.asarray(case.spacing)
         train_dim = info.slice_size[0] if info.slice_size else None
         grid, normal_span = prediction_grid(extent, float(info.pixel_mm), inference_span=info.inference_span,
-                                            train_dim=train_dim, multiple=info.multiple)
+                                            train_dim=train_dim, multiple=info.multiple,
+                                            max_offset_fraction=info.max_offset_fraction)
         return predict_multiplanar(model, case.image, case.spacing, case.direction, np.asarray(info.views), grid,
                                    normal_span_mm=normal_span, batch_size=batch_size, **common)
     return sliding_window_3d(model, case.image, tuple(info.patch_size), overlap=info.overlap,

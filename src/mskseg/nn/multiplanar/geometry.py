@@ -148,16 +148,18 @@ INFERENCE_SPANS = ("diagonal", "train")
 
 
 def prediction_grid(extent_mm: Sequence[float], pixel_mm: float, *, inference_span: str = "diagonal",
-                    train_dim: int | None = None, multiple: int = 16) -> tuple[PlaneGrid, float]:
+                    train_dim: int | None = None, multiple: int = 16, max_offset_fraction: float | None = None
+                    ) -> tuple[PlaneGrid, float]:
     """The in-plane grid a view is predicted on and the extent (mm) its slices cover along the normal.
 
     ``extent_mm``: the volume's axis extents ``shape * spacing``; its diagonal ``D`` bounds every
     voxel's distance from the box centre times two. ``"diagonal"``: :func:`inference_grid` over ``D``
-    (every voxel is covered by every view), slices over that grid's span. ``"train"``: the training
-    grid (``train_dim`` pixels of ``pixel_mm``, centred on the box centre as every training slice is),
-    slices over ``D`` along the normal, so every voxel within the training square of a view's plane
-    is covered by that view and the slices look as in training; voxels beyond it get nothing from
-    that view (:func:`~mskseg.nn.multiplanar.predict_multiplanar`).
+    (every voxel is covered by every view), slices over that grid's span. ``"train"``: the slices a view
+    was trained on -- in-plane the training grid (``train_dim`` pixels of ``pixel_mm``, centred on the box
+    centre as every training slice is), along the normal the training offsets, ``max_offset_fraction``
+    times the training span (``train_dim * pixel_mm``; None: ``D``, every offset). A voxel outside that
+    slab or square gets nothing from that view (:func:`~mskseg.nn.multiplanar.predict_multiplanar`): each
+    view votes only where it saw training slices.
     """
     ext = np.asarray(extent_mm, dtype=float).reshape(-1)
     if ext.size != 3 or not np.all(np.isfinite(ext)) or np.any(ext <= 0):
@@ -169,7 +171,12 @@ def prediction_grid(extent_mm: Sequence[float], pixel_mm: float, *, inference_sp
     if inference_span == "train":
         if train_dim is None:
             raise ValueError("inference_span 'train' needs the training slice size (train_dim)")
-        return PlaneGrid(int(train_dim), float(pixel_mm)), diagonal
+        grid = PlaneGrid(int(train_dim), float(pixel_mm))
+        if max_offset_fraction is None:
+            return grid, diagonal
+        if not 0.0 <= float(max_offset_fraction) <= 1.0:
+            raise ValueError(f"max_offset_fraction must lie in [0, 1], got {max_offset_fraction}")
+        return grid, min(diagonal, max(float(max_offset_fraction) * grid.span_mm, grid.pixel_mm))
     raise ValueError(f"inference_span must be one of {INFERENCE_SPANS}, got {inference_span!r}")
 
 
