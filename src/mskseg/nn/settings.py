@@ -341,10 +341,10 @@ class MultiplanarSettings(_Settings):
     rotated in its plane by an angle uniform in ``[-max_rotation_deg, max_rotation_deg]`` (180: any angle).
     ``max_offset_fraction``: training slices lie at offsets uniform in ``[-f, f]`` times half the training
     span along the view's normal (0.5: as before). ``inference_span``: what each view's prediction slices
-    span in-plane, ``diagonal`` (the volume's diagonal at the training pixel size: every voxel seen by every
-    view) or ``train`` (the training slices' span and size, centred as in training; slices still cover the
-    diagonal along the normal, and the voxels near the box's corners that no view's square reaches are
-    background) - recorded with the model."""
+    span, ``diagonal`` (the volume's diagonal at the training pixel size: every voxel seen by every view) or
+    ``train`` (the training slices' span and size, centred as in training, along the normal the training
+    offsets; a voxel outside gets no vote from that view, one no view reaches is background) - recorded with
+    the model."""
 
     WHAT: ClassVar[str] = "multiplanar"
 
