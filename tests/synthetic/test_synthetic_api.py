@@ -20,11 +20,13 @@ from mskseg.synthetic.render import centred_origin, render
 
 
 def test_constants():
-    assert KINDS == ("knee", "hip")
+    assert KINDS == ("knee", "hip", "ankle")
     assert LABELS["knee"] == {"femur": 1, "femoral_cartilage": 2, "tibia": 3, "tibial_cartilage": 4}
     assert LABELS["hip"] == {"femur_left": 1, "femur_right": 2, "hip_left": 3, "hip_right": 4, "sacrum": 5}
+    assert LABELS["ankle"] == {"tibia": 1, "talus": 2, "calcaneus": 3}
     assert tuple(LANDMARK_STRUCTURES["knee"]) == ("femur", "tibia")
     assert tuple(LANDMARK_STRUCTURES["hip"]) == ("femur_left", "femur_right", "hip_left", "hip_right", "sacrum")
+    assert tuple(LANDMARK_STRUCTURES["ankle"]) == ("tibia", "talus", "calcaneus")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -46,8 +48,8 @@ def test_deterministic(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_labels_geometry_and_types(kind):
     s = subject(kind, 0)
-    shape = {"knee": (64, 112, 112), "hip": (96, 72, 96)}[kind]
-    spacing = {"knee": (1.6, 1.25, 1.25), "hip": (3.0, 2.6, 2.6)}[kind]
+    shape = {"knee": (64, 112, 112), "hip": (96, 72, 96), "ankle": (56, 84, 84)}[kind]
+    spacing = {"knee": (1.6, 1.25, 1.25), "hip": (3.0, 2.6, 2.6), "ankle": (1.8, 1.75, 1.75)}[kind]
     assert s.image.shape == shape and s.image.spacing == spacing
     assert s.image.array.dtype == np.float32 and s.mask.array.dtype == np.uint8
     assert s.mask.geometry_mismatches(s.image) == []
@@ -57,7 +59,7 @@ def test_labels_geometry_and_types(kind):
     for v in LABELS[kind].values():
         assert (s.mask.array == v).sum() > 20
     json.dumps(s.params)
-    # the grid centre is the anatomy's centre (the joint / the midpoint of the hip centres)
+    # the grid centre is the anatomy's centre (the joint / the midpoint of the hip centres / the talar dome's axis)
     centre = s.image.index_to_world((np.array(shape) - 1) / 2.0)[0]
     assert np.allclose(centre, s.params["anatomy"]["pose"]["translation_mm"], atol=1e-9)
 
@@ -106,7 +108,7 @@ def test_chunking_does_not_change_labels():
 
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        generate_subject("ankle", 0)
+        generate_subject("elbow", 0)
     with pytest.raises(ValueError):
         generate_subject("knee", -1)
 
@@ -127,12 +129,13 @@ class _NoNoise:
         return values
 
 
-@pytest.mark.parametrize("kind,index", [("knee", 6), ("hip", 6)])
+@pytest.mark.parametrize("kind,index", [("knee", 6), ("hip", 6), ("ankle", 6)])
 def test_block_skipping_is_exact(kind, index):
     """Uniform blocks evaluated once give exactly the per-voxel labels and intensities."""
     model = _NoNoise(build_model(subject_params(kind, index)))
-    shape, spacing = {"knee": ((40, 90, 90), (1.1, 0.9, 0.9)), "hip": ((70, 50, 70), (2.2, 2.0, 2.0))}[kind]
-    direction = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float) if kind == "knee" else np.eye(3)
+    shape, spacing = {"knee": ((40, 90, 90), (1.1, 0.9, 0.9)), "hip": ((70, 50, 70), (2.2, 2.0, 2.0)),
+                      "ankle": ((36, 64, 64), (2.4, 2.1, 2.1))}[kind]
+    direction = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float) if kind != "hip" else np.eye(3)
     o = centred_origin(shape, spacing, direction)
     i1, m1 = render(model, shape, spacing, o, direction, None, block=1)
     i3, m3 = render(model, shape, spacing, o, direction, None, block=3)

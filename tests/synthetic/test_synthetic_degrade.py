@@ -15,7 +15,7 @@ from mskseg.synthetic.generate import DEGRADE, render_subject, subject_params
 KNEE_FINE = ((120, 100, 120), (0.6, 0.5, 0.5))
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_poor_labels_are_deterministic_and_close(kind):
     a = subject(kind, 0, poor_labels=True)
     b = generate_subject(kind, 0, poor_labels=True, n_landmarks=10)
@@ -30,7 +30,7 @@ def test_poor_labels_are_deterministic_and_close(kind):
             assert dice(s.mask.array == v, s.poor_mask.array == v) > 0.7, (index, name)
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_dropped_slices(kind):
     s = subject(kind, 1, poor_labels=True)
     dropped = s.params["degrade"]["dropped_slices"]

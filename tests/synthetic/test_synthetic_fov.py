@@ -9,7 +9,8 @@ from synth_testutils import subject
 from mskseg.synthetic import KINDS, generate_subject
 from mskseg.synthetic.generate import fov_shift_mm
 
-SMALL = {"knee": ((24, 40, 40), (3.0, 3.0, 3.0)), "hip": ((32, 24, 32), (6.0, 6.0, 6.0))}
+SMALL = {"knee": ((24, 40, 40), (3.0, 3.0, 3.0)), "hip": ((32, 24, 32), (6.0, 6.0, 6.0)),
+         "ankle": ((24, 36, 36), (4.0, 4.0, 4.0))}
 
 
 @pytest.mark.parametrize("kind", KINDS)

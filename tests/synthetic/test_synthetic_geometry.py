@@ -110,14 +110,15 @@ def test_hip_left_right_symmetry(index):
     assert a["left"] != a["right"]  # small independent variation per side
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_same_anatomy_at_two_resolutions(kind):
     fine = subject(kind, 1)
     shape = tuple(n // 2 for n in fine.mask.shape)
     spacing = tuple(2 * x for x in fine.mask.spacing)
     coarse = subject(kind, 1, shape=shape, spacing=spacing, n_landmarks=20)
     down = block_mode(fine.mask.array)
-    bones = {"knee": ("femur", "tibia"), "hip": ("femur_left", "femur_right", "hip_left", "hip_right", "sacrum")}
+    bones = {"knee": ("femur", "tibia"), "hip": ("femur_left", "femur_right", "hip_left", "hip_right", "sacrum"),
+             "ankle": ("tibia", "talus", "calcaneus")}
     for name in bones[kind]:
         v = LABELS[kind][name]
         assert dice(down == v, coarse.mask.array == v) > 0.8, name

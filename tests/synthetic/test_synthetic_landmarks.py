@@ -13,14 +13,15 @@ from mskseg.synthetic import LABELS, LANDMARK_STRUCTURES
 from mskseg.synthetic.generate import build_model, subject_params
 from mskseg.synthetic.landmarks import compute_landmarks, template
 
-MODERATE = {"knee": ((96, 168, 168), (1.0, 0.8333, 0.8333)), "hip": ((144, 108, 144), (2.0, 1.7333, 1.7333))}
+MODERATE = {"knee": ((96, 168, 168), (1.0, 0.8333, 0.8333)), "hip": ((144, 108, 144), (2.0, 1.7333, 1.7333)),
+            "ankle": ((72, 108, 108), (1.4, 1.3611, 1.3611))}
 
 
 def _points(df, structure):
     return df[df.structure == structure][["x", "y", "z"]].to_numpy()
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_landmark_table(kind):
     for index in (0, 1):
         df = subject(kind, index).landmarks
@@ -31,7 +32,7 @@ def test_landmark_table(kind):
         assert np.isfinite(df[["x", "y", "z"]].to_numpy()).all()
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_landmarks_lie_on_mask_surface(kind):
     shape, spacing = MODERATE[kind]
     s = subject(kind, 2, shape=shape, spacing=spacing, n_landmarks=100)
@@ -46,7 +47,7 @@ def test_landmarks_lie_on_mask_surface(kind):
         assert np.percentile(dist, 95) < 2 * voxel, st
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_landmarks_do_not_depend_on_grid(kind):
     a = subject(kind, 1)
     b = subject(kind, 1, shape=tuple(n // 2 for n in a.mask.shape),
@@ -72,7 +73,7 @@ def _blend(a, b, t):
     return a
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_landmarks_move_smoothly_with_parameters(kind):
     pa, pb = subject_params(kind, 0), subject_params(kind, 1)
     n = 60
@@ -96,7 +97,7 @@ def test_landmarks_move_smoothly_with_parameters(kind):
     assert total.max() > 1.0  # the subjects do differ
 
 
-@pytest.mark.parametrize("kind", ["knee", "hip"])
+@pytest.mark.parametrize("kind", ["knee", "hip", "ankle"])
 def test_correspondence_is_anatomical(kind):
     """After removing each structure's centroid, a landmark stays nearest to its own index."""
     a, b = subject(kind, 0).landmarks, subject(kind, 3).landmarks
@@ -110,7 +111,7 @@ def test_correspondence_is_anatomical(kind):
 
 
 def test_template_is_spread_over_surface():
-    for kind in ("knee", "hip"):
+    for kind in ("knee", "hip", "ankle"):
         for names, u, orient in template(kind, 200).values():
             assert len(names) == 200 and u.shape == (200, 3) and orient.shape == (200,)
             assert len(set(names)) >= 2  # several primitives carry landmarks

@@ -1,4 +1,4 @@
-"""Deterministic synthetic phantoms (knee MRI, hip CT) with known ground truth.
+"""Deterministic synthetic phantoms (knee MRI, hip CT, ankle MRI) with known ground truth.
 
 ``generate_subject(kind, index, ...)`` returns a :class:`SyntheticSubject`: an image, its
 label map (``LABELS[kind]``), optionally a degraded label map, corresponding surface

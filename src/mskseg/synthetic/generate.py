@@ -5,11 +5,12 @@ and of the grid (``shape``, ``spacing``) for the sampled image: the random strea
 children of ``numpy.random.SeedSequence([seed, index, kind_code])`` (anatomy, appearance,
 image noise, label degradation), so the same subject at two resolutions is the same
 anatomy. The field of view is centred on the anatomy's centre (knee: joint centre; hip:
-midpoint of the femoral head centres), which the subject's small random pose puts at world
-``params["anatomy"]["pose"]["translation_mm"]`` (ITK/LPS frame, mm). With ``fov_jitter_mm`` the
-field of view is shifted along the world SI axis by a draw from a fifth stream of the same seed
-sequence (:func:`fov_shift_mm`), so the shafts are cut at heights that vary between subjects; the
-other streams, and so the anatomy, appearance and noise, are unchanged.
+midpoint of the femoral head centres; ankle: the middle of the talar dome's axis), which the
+subject's small random pose puts at world ``params["anatomy"]["pose"]["translation_mm"]`` (ITK/LPS
+frame, mm). With ``fov_jitter_mm`` the field of view is shifted along the world SI axis by a draw
+from a fifth stream of the same seed sequence (:func:`fov_shift_mm`), so the shafts are cut at
+heights that vary between subjects; the other streams, and so the anatomy, appearance and noise,
+are unchanged.
 """
 
 from __future__ import annotations
@@ -19,22 +20,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mskseg.synthetic import hip, knee
+from mskseg.synthetic import ankle, hip, knee
 from mskseg.synthetic.degrade import degrade_labels
 from mskseg.synthetic.landmarks import compute_landmarks
 from mskseg.synthetic.render import centred_origin, render
 from mskseg.volume import Volume
 
-KINDS = ("knee", "hip")
-LABELS = {"knee": dict(knee.LABELS), "hip": dict(hip.LABELS)}
-LANDMARK_STRUCTURES = {"knee": knee.LANDMARK_STRUCTURES, "hip": hip.LANDMARK_STRUCTURES}
-KIND_CODES = {"knee": 1, "hip": 2}
-_MODULES = {"knee": knee, "hip": hip}
-_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel}
+KINDS = ("knee", "hip", "ankle")
+LABELS = {"knee": dict(knee.LABELS), "hip": dict(hip.LABELS), "ankle": dict(ankle.LABELS)}
+LANDMARK_STRUCTURES = {
+    "knee": knee.LANDMARK_STRUCTURES,
+    "hip": hip.LANDMARK_STRUCTURES,
+    "ankle": ankle.LANDMARK_STRUCTURES,
+}
+KIND_CODES = {"knee": 1, "hip": 2, "ankle": 3}
+_MODULES = {"knee": knee, "hip": hip, "ankle": ankle}
+_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel, "ankle": ankle.AnkleModel}
 #: label-degradation settings per kind (see :func:`mskseg.synthetic.degrade.degrade_labels`)
 DEGRADE = {
     "knee": {"dilate_vox": (0.4, 0.8), "noise_vox": 0.4, "gap_mm": 1.4, "n_drop": (1, 3)},
     "hip": {"dilate_vox": (0.6, 1.1), "noise_vox": 0.5, "gap_mm": 4.0, "n_drop": (2, 4)},
+    "ankle": {"dilate_vox": (0.5, 1.0), "noise_vox": 0.45, "gap_mm": 3.5, "n_drop": (1, 3)},
 }
 
 
@@ -45,7 +51,7 @@ class SyntheticSubject:
     Attributes
     ----------
     image
-        ``float32``; knee: MR-like arbitrary units (about 0..1000), hip: Hounsfield units.
+        ``float32``; knee and ankle: MR-like arbitrary units (about 0..1000), hip: Hounsfield units.
     mask
         ``uint8`` labels per ``LABELS[kind]``, same geometry as ``image``.
     poor_mask
@@ -99,7 +105,7 @@ def subject_params(kind: str, index: int, seed: int = 0) -> dict:
 
 
 def build_model(params: dict) -> object:
-    """The analytic phantom model (``KneeModel`` / ``HipModel``) of a parameter dict."""
+    """The analytic phantom model (``KneeModel`` / ``HipModel`` / ``AnkleModel``) of a parameter dict."""
     return _MODEL_CLASSES[params["kind"]](params["anatomy"], params["appearance"])
 
 
@@ -148,14 +154,16 @@ def generate_subject(
     Parameters
     ----------
     kind
-        ``"knee"`` (sagittal DESS-like MRI, direction columns ``[e_x, -e_z, e_y]``) or
-        ``"hip"`` (axial CT in HU, identity direction).
+        ``"knee"`` (sagittal DESS-like MRI, direction columns ``[e_x, -e_z, e_y]``),
+        ``"hip"`` (axial CT in HU, identity direction) or ``"ankle"`` (sagittal PD/DESS-like
+        MRI, the knee's direction).
     index, seed
         Non-negative integers; the subject is a pure function of the arguments.
     shape, spacing
         Grid size and spacing (mm), ITK order ``(i, j, k)``; defaults per kind
         (knee ``(64, 112, 112)`` at ``(1.6, 1.25, 1.25)``, hip ``(96, 72, 96)`` at
-        ``(3.0, 2.6, 2.6)``). The grid is centred on the anatomy (:func:`anatomy_centre`).
+        ``(3.0, 2.6, 2.6)``, ankle ``(56, 84, 84)`` at ``(1.8, 1.75, 1.75)``). The grid is
+        centred on the anatomy (:func:`anatomy_centre`).
     n_landmarks
         Corresponding surface landmarks per structure of ``LANDMARK_STRUCTURES[kind]``.
     poor_labels

@@ -18,7 +18,7 @@ import numpy as np
 
 from mskseg.synthetic import render, sdf
 from mskseg.synthetic._draw import Draw
-from mskseg.synthetic.render import Painter, legendre_bias, rician_noise
+from mskseg.synthetic.render import MRSignal, Painter
 from mskseg.synthetic.sdf import (
     Capsule,
     Ellipsoid,
@@ -73,25 +73,11 @@ def sample_anatomy(rng: np.random.Generator | None) -> dict:
 
 
 def sample_appearance(rng: np.random.Generator | None) -> dict:
-    """DESS-like intensities (arbitrary units), bias-field coefficients, noise sigma."""
-    d = Draw(rng)
-    return {
-        "intensity": {
-            "air": 0.0,
-            "fat": d.uniform(90.0, 140.0),
-            "muscle": d.uniform(230.0, 300.0),
-            "fluid": d.uniform(850.0, 1000.0),
-            "cartilage": d.uniform(520.0, 640.0),
-            "cortex": d.uniform(15.0, 40.0),
-            "marrow": d.uniform(120.0, 180.0),
-        },
-        "bias_coefficients": d.uniforms(-0.12, 0.12, 9),
-        "bias_half_size_mm": 70.0,
-        "noise_sigma": d.uniform(10.0, 22.0),
-    }
+    """DESS-like intensities (arbitrary units), bias-field coefficients, noise sigma (:func:`render.mr_appearance`)."""
+    return render.mr_appearance(rng, bias_half_size_mm=70.0)
 
 
-class KneeModel:
+class KneeModel(MRSignal):
     """Analytic knee phantom built from :func:`sample_anatomy` / :func:`sample_appearance`."""
 
     labels = LABELS
@@ -269,12 +255,3 @@ class KneeModel:
     def _patella_fields(self, p: np.ndarray) -> np.ndarray:
         f = self.femur_frame.to_local(p)
         return np.stack([self.patella_cart(f), self.patella(f), self.pouch(f)])
-
-    def bias(self, p: np.ndarray) -> np.ndarray:
-        """Smooth multiplicative bias field (scanner frame) at world points ``(3, N)``."""
-        ap = self.appearance
-        return legendre_bias(p, ap["bias_coefficients"], ap["bias_half_size_mm"])
-
-    def add_noise(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Rician noise (magnitude image)."""
-        return rician_noise(values, self.appearance["noise_sigma"], rng)

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from mskseg.synthetic import hip, knee
+from mskseg.synthetic import ankle, hip, knee
 
 #: a template candidate counts as exposed if projection moved it less than this (mm)
 EXPOSED_MM = 1.0
@@ -43,14 +43,15 @@ CHECK_SEED = 2**31 - 1
 RAY_MM = 6.0
 #: template candidates pre-selected (farthest-point) before the robustness check
 PRESELECT = 1000
-_MODELS = {"knee": knee, "hip": hip}
+_MODELS = {"knee": knee, "hip": hip, "ankle": ankle}
+_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel, "ankle": ankle.AnkleModel}
 
 
 def mean_model(kind: str, rng: np.random.Generator | None = None) -> object:
-    """The mean-parameter phantom model of a kind (``knee`` or ``hip``), or with ``rng``
+    """The mean-parameter phantom model of a kind (``knee``, ``hip`` or ``ankle``), or with ``rng``
     a random anatomy."""
     mod = _MODELS[kind]
-    model_cls = {"knee": knee.KneeModel, "hip": hip.HipModel}[kind]
+    model_cls = _MODEL_CLASSES[kind]
     return model_cls(mod.sample_anatomy(rng), mod.sample_appearance(None))
 
 

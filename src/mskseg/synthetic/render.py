@@ -1,10 +1,10 @@
 """Voxel grids, partial-volume compositing, bias fields and noise.
 
 A phantom model (:class:`mskseg.synthetic.knee.KneeModel`,
-:class:`mskseg.synthetic.hip.HipModel`) maps world points (mm, ITK/LPS, shape ``(3, N)``)
-to labels and a noise-free intensity; :func:`render` evaluates it over a grid slab by slab
-(along index axis ``i``) in ``float32`` so that large grids stay within memory, then adds
-the model's bias field and noise.
+:class:`mskseg.synthetic.hip.HipModel`, :class:`mskseg.synthetic.ankle.AnkleModel`) maps world
+points (mm, ITK/LPS, shape ``(3, N)``) to labels and a noise-free intensity; :func:`render`
+evaluates it over a grid slab by slab (along index axis ``i``) in ``float32`` so that large
+grids stay within memory, then adds the model's bias field and noise.
 """
 
 from __future__ import annotations
@@ -155,6 +155,37 @@ def rician_noise(values: np.ndarray, sigma: float, rng: np.random.Generator) -> 
     re = values + np.float32(sigma) * n1
     im = np.float32(sigma) * n2
     return np.sqrt(re * re + im * im)
+
+
+def mr_appearance(rng: np.random.Generator | None, *, bias_half_size_mm: float,
+                  extra: dict[str, tuple[float, float]] | None = None) -> dict:
+    """DESS/PD-like MR appearance (arbitrary units): tissue intensities (air, fat, muscle, fluid, cartilage,
+    cortex, marrow, then ``extra`` tissues drawn uniform in their ranges), 9 bias-field coefficients and the
+    Rician noise sigma, drawn in that order (``rng=None``: the ranges' midpoints, :class:`Draw`)."""
+    from mskseg.synthetic._draw import Draw
+
+    d = Draw(rng)
+    intensity = {"air": 0.0, "fat": d.uniform(90.0, 140.0), "muscle": d.uniform(230.0, 300.0),
+                 "fluid": d.uniform(850.0, 1000.0), "cartilage": d.uniform(520.0, 640.0),
+                 "cortex": d.uniform(15.0, 40.0), "marrow": d.uniform(120.0, 180.0)}
+    intensity.update({name: d.uniform(lo, hi) for name, (lo, hi) in (extra or {}).items()})
+    return {"intensity": intensity, "bias_coefficients": d.uniforms(-0.12, 0.12, 9),
+            "bias_half_size_mm": float(bias_half_size_mm), "noise_sigma": d.uniform(10.0, 22.0)}
+
+
+class MRSignal:
+    """The bias field and Rician noise of an MR phantom model whose ``appearance`` is :func:`mr_appearance`'s."""
+
+    appearance: dict
+
+    def bias(self, p: np.ndarray) -> np.ndarray:
+        """Smooth multiplicative bias field (scanner frame) at world points ``(3, N)``."""
+        ap = self.appearance
+        return legendre_bias(p, ap["bias_coefficients"], ap["bias_half_size_mm"])
+
+    def add_noise(self, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rician noise (magnitude image)."""
+        return rician_noise(values, self.appearance["noise_sigma"], rng)
 
 
 def gaussian_noise(values: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
