@@ -270,3 +270,34 @@ def test_the_three_plane_study_needs_a_three_plane_method(plan) -> None:
     block = {**plan.config["studies"]["three_plane_fusion"], "method": "unet2d"}
     with pytest.raises(ConfigError, match="with view three_plane"):
         PlaneStudy.from_config(block, plan)
+
+
+def test_the_shipped_ankle_config_runs_spar_on_ankle_phantoms(tmp_path: Path) -> None:
+    """configs/spar_ankle.yaml (the SPAR paper's bones): only its dataset is planned, ankle phantoms on sagittal
+    slices, the spar target makes its tables and latent figures, and the other studies stay out."""
+    from mskseg.workflow.compose import read_shipped
+    from mskseg.workflow.config import resolve_config
+
+    shipped = read_shipped(REPO / "config.yaml")
+    user = yaml.safe_load((REPO / "configs" / "spar_ankle.yaml").read_text(encoding="utf-8"))
+    config = resolve_config({**shipped, **user}, overrides=user, shipped=shipped)
+    plan = Plan.from_config(config)
+    assert list(plan.datasets) == ["anklespar"] and list(config["studies"]) == ["spar"]
+    ankle = plan["anklespar"]
+    assert config["datasets"]["anklespar"]["source"]["synthetic"]["kind"] == "ankle"
+    assert dict(ankle.config["labels"]) == {"tibia": 1, "talus": 2, "calcaneus": 3}
+    assert {m: s.view for m, s in ankle.trained.items()} == dict.fromkeys(
+        ("unet", "adversarialMask", "shapePrior", "spar"), "sagittal")
+    assert [ankle.trained[m].regularisation.regulariser for m in ankle.trained] == [
+        "none", "adversarial_mask", "shape_prior", "spar"]
+    subjects = [f"anklespar{i:03d}" for i in range(5)]
+    cps = FakeCheckpoints()
+    cps.qc_done("anklespar", tmp_path, passed=subjects, failed=[])
+    folds = {str(i): {"train": [s for j, s in enumerate(subjects) if j not in (i, (i + 1) % 5)],
+                      "val": [subjects[(i + 1) % 5]], "test": [subjects[i]]} for i in range(5)}
+    cps.splits_done("anklespar", tmp_path, splits_table(folds))
+    wf = Workflow.build(plan, cps)
+    targets = wf.targets.spar()
+    assert "results/tables/anklespar/metric-dice_table.md" in targets
+    assert "results/plots/anklespar/method-spar_fold-0_latents.png" in targets
+    assert wf.targets.hip_transfer() == [] and wf.targets.knee_shape_fitting() == []
