@@ -36,10 +36,10 @@ def wf(plan, tmp_path: Path) -> Workflow:
 
 def test_the_shipped_study_is_the_papers_table_with_its_ablations(wf) -> None:
     study = wf.studies.transfer
-    assert study.dataset == "hip" and study.reference == "2DUNet"
-    # the demo: the full method on the multi-planar U-Net, the ablations on the axial U-Net they are tested against
-    assert study.rows == (("full", "mpunet"), ("2DUNet", "unet2d"), ("NoPretrain-2DUNet", "unet2dNoPretrain"),
-                          ("NoWeight-2DUNet", "unet2dNoWeight"), ("3DUNet", "unet3dRecipe"))
+    assert study.dataset == "hip" and study.reference == "full"
+    # the paper's table on the multi-planar U-Net, and the recipe on the axial U-Net beside it
+    assert study.rows == (("full", "mpunet"), ("NoPretrain", "mpunetNoPretrain"), ("NoWeight", "mpunetNoWeight"),
+                          ("3DUNet", "unet3dRecipe"), ("2DUNet", "unet2d"))
     assert study.metrics[:3] == ("dice", "hd_mm", "hd95_mm") and "gap_dice" in study.metrics
     assert wf.targets.hip_transfer() == ["results/studies/hip_transfer/table.md",
                                          "results/studies/hip_transfer/table.html",
@@ -65,9 +65,9 @@ def test_the_table_reads_every_row_and_fold_and_the_last_rounds_from_the_evaluat
     assert inputs["rounds"][0] == "results/models/hip/method-mpunet_fold-0_view-mpr_rounds.csv"
     assert len(inputs["final"]) == len(params["final"]) == 5 * 2  # two test subjects per fold
     assert inputs["final"][0] == "results/evaluation/hip/sub-hip006_method-mpunet_metrics.csv"
-    assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["3DUNet", "0"]
+    assert params["final"][0] == ["full", "0", "hip006"] and params["cells"][-1] == ["2DUNet", "0"]
     # the config's order, not sorted
-    assert params["labels"] == ["full", "2DUNet", "NoPretrain-2DUNet", "NoWeight-2DUNet", "3DUNet"]
+    assert params["labels"] == ["full", "NoPretrain", "NoWeight", "3DUNet", "2DUNet"]
 
 
 def test_a_study_on_every_fold(plan, tmp_path) -> None:
@@ -95,7 +95,7 @@ def test_bad_study_settings_are_named(plan, change, message) -> None:
 
 def test_a_method_without_rounds_cannot_be_a_row(plan) -> None:
     config = copy.deepcopy(dict(plan.config))
-    config["datasets"]["hip"]["methods"]["unet2dNoPretrain"].pop("interactive")
+    config["datasets"]["hip"]["methods"]["unet3dRecipe"].pop("interactive")
     with pytest.raises(ConfigError, match="interactive rounds"):
         TransferStudy.from_config(config["studies"]["hip_transfer"], Plan.from_config(config))
 
