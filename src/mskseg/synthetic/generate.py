@@ -22,7 +22,7 @@ import pandas as pd
 
 from mskseg.synthetic import ankle, hip, knee
 from mskseg.synthetic.degrade import degrade_labels
-from mskseg.synthetic.landmarks import compute_landmarks
+from mskseg.synthetic.landmarks import MODEL_CLASSES, compute_landmarks
 from mskseg.synthetic.render import centred_origin, render
 from mskseg.volume import Volume
 
@@ -35,7 +35,6 @@ LANDMARK_STRUCTURES = {
 }
 KIND_CODES = {"knee": 1, "hip": 2, "ankle": 3}
 _MODULES = {"knee": knee, "hip": hip, "ankle": ankle}
-_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel, "ankle": ankle.AnkleModel}
 #: label-degradation settings per kind (see :func:`mskseg.synthetic.degrade.degrade_labels`)
 DEGRADE = {
     "knee": {"dilate_vox": (0.4, 0.8), "noise_vox": 0.4, "gap_mm": 1.4, "n_drop": (1, 3)},
@@ -106,7 +105,7 @@ def subject_params(kind: str, index: int, seed: int = 0) -> dict:
 
 def build_model(params: dict) -> object:
     """The analytic phantom model (``KneeModel`` / ``HipModel`` / ``AnkleModel``) of a parameter dict."""
-    return _MODEL_CLASSES[params["kind"]](params["anatomy"], params["appearance"])
+    return MODEL_CLASSES[params["kind"]](params["anatomy"], params["appearance"])
 
 
 def default_grid(kind: str) -> tuple[tuple[int, int, int], tuple[float, float, float]]:

@@ -44,14 +44,15 @@ RAY_MM = 6.0
 #: template candidates pre-selected (farthest-point) before the robustness check
 PRESELECT = 1000
 _MODELS = {"knee": knee, "hip": hip, "ankle": ankle}
-_MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel, "ankle": ankle.AnkleModel}
+#: the phantom model class of each kind (the one registry; :mod:`mskseg.synthetic.generate` uses it too)
+MODEL_CLASSES = {"knee": knee.KneeModel, "hip": hip.HipModel, "ankle": ankle.AnkleModel}
 
 
 def mean_model(kind: str, rng: np.random.Generator | None = None) -> object:
     """The mean-parameter phantom model of a kind (``knee``, ``hip`` or ``ankle``), or with ``rng``
     a random anatomy."""
     mod = _MODELS[kind]
-    model_cls = _MODEL_CLASSES[kind]
+    model_cls = MODEL_CLASSES[kind]
     return model_cls(mod.sample_anatomy(rng), mod.sample_appearance(None))
 
 
